@@ -1,0 +1,56 @@
+"""Configuration: safe defaults, overridden by the environment (12-factor)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in _TRUE
+
+
+# name -> (default, parser); every key can be set by an environment variable of the same name.
+_SETTINGS: dict[str, tuple[Any, Any]] = {
+    "DATABASE_URL": (None, str),
+    "REDIS_URL": (None, str),
+    "SECRET_KEY": (None, str),
+    "CHAT_OPEN_REGISTRATION": (True, _bool),
+    "CHAT_HEARTBEAT_SECONDS": (15.0, float),
+    "CHAT_RETRY_MS": (2000, int),
+    "CHAT_MAX_MESSAGE_BYTES": (16384, int),
+    "CHAT_REPLAY_LIMIT": (1000, int),
+    "CHAT_CLIENT_QUEUE_SIZE": (512, int),
+    "CHAT_WRITE_TIMEOUT_SECONDS": (30.0, float),
+    "CHAT_RESYNC_SECONDS": (5.0, float),
+    "CHAT_PASSWORD_HASH": ("scrypt", str),
+    "CHAT_SECURE_COOKIES": (False, _bool),
+    "CHAT_SESSION_DAYS": (30, int),
+    "CHAT_REDIS_HEALTH_SECONDS": (5.0, float),
+}
+
+
+def load_config(
+    instance_path: str, environ: Mapping[str, str], overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Defaults, then the environment, then the test mapping."""
+    config: dict[str, Any] = {}
+    for name, (default, parse) in _SETTINGS.items():
+        raw = environ.get(name)
+        config[name] = parse(raw) if raw not in (None, "") else default
+    if overrides:
+        config.update(overrides)
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "chat.db")
+    if config["REDIS_URL"] in ("", "memory://"):
+        config["REDIS_URL"] = None
+    config["MAX_CONTENT_LENGTH"] = max(1 << 20, config["CHAT_MAX_MESSAGE_BYTES"] * 8)
+    return config
+
+
+def setting_names() -> list[str]:
+    """Every setting read from the environment."""
+    return list(_SETTINGS)

@@ -1,0 +1,313 @@
+"""Per-worker fan-out: the broker's only subscriber in this process, feeding the bounded
+queues of the local stream connections.
+
+Each event is decoded and encoded to SSE bytes once, whatever the number of local
+connections that receive it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .broker import Broker
+from .sse import encode_body, encode_id
+
+log = logging.getLogger(__name__)
+
+BROKER_PREFIX = "chat:"
+CONTROL_CHANNEL = "_control"
+
+
+def pack(channel: str, channel_id: int | None, seq: int | None, type_: str, data: str) -> bytes:
+    """The broker payload: a small JSON header line, then the event data (JSON text)."""
+    header = json.dumps({"ch": channel, "cid": channel_id, "seq": seq, "t": type_})
+    return header.encode() + b"\n" + data.encode()
+
+
+@dataclass(slots=True)
+class LiveEvent:
+    """An event as it arrives from the broker, encoded once for every local stream."""
+
+    channel: str
+    channel_id: int | None
+    seq: int | None
+    type: str
+    body: bytes
+    _single: bytes | None = None
+
+    def frame(self) -> bytes:
+        """The frame for a one-channel stream, whose id is the seq (built once)."""
+        if self._single is None:
+            tail = encode_id(str(self.seq)) if self.seq is not None else b""
+            self._single = self.body + tail + b"\n"
+        return self._single
+
+
+@dataclass(slots=True)
+class Control:
+    """An instruction for streams, carried by the broker, never stored or sent to clients."""
+
+    channel: str
+    op: str
+    args: dict[str, Any]
+
+
+class Sync:
+    """Ask a stream to catch up from the store (after a broker reconnect or a lost publish)."""
+
+    __slots__ = ()
+
+
+SYNC = Sync()
+
+
+@dataclass(eq=False, slots=True)
+class Subscriber:
+    """The hub's side of one stream connection: its channels and its bounded queue."""
+
+    max_queue: int
+    credential_key: str | None = None
+    user_id: int | None = None
+    sock: socket.socket | None = None
+    channels: set[str] = field(default_factory=set)
+    queue: deque[Any] = field(default_factory=deque)
+    wakeup: threading.Event = field(default_factory=threading.Event)
+    closed: bool = False
+    close_reason: str = ""
+    write_started: float = 0.0
+
+    def push(self, item: Any) -> bool:
+        """Queue an item; a full queue means the client stopped reading: cut it (it will
+        resume from the store). Returns False if this push dropped the stream."""
+        if self.closed:
+            return True
+        if len(self.queue) >= self.max_queue:
+            self.abort("slow_client")
+            return False
+        self.queue.append(item)
+        self.wakeup.set()
+        return True
+
+    def take(self, timeout: float) -> list[Any]:
+        """Wait up to timeout for items; return all queued ones (maybe none)."""
+        if not self.queue:
+            self.wakeup.wait(timeout)
+        self.wakeup.clear()
+        items = []
+        while self.queue:
+            items.append(self.queue.popleft())
+        return items
+
+    def end(self, reason: str) -> None:
+        """Finish the stream cleanly at its next wake-up (a complete response)."""
+        self.closed = True
+        self.close_reason = reason
+        self.queue.clear()
+        self.wakeup.set()
+
+    def abort(self, reason: str) -> None:
+        """Cut the connection now, even if a write to it is blocked."""
+        self.end(reason)
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+HeadsReader = Callable[[list[int]], dict[int, int]]
+
+
+class Hub:
+    """Subscribes the broker to a channel while at least one local stream needs it."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        heads: HeadsReader,
+        resync_seconds: float = 5.0,
+        write_timeout: float = 30.0,
+    ) -> None:
+        self.broker = broker
+        self._heads = heads
+        self.resync_seconds = resync_seconds
+        self.write_timeout = write_timeout
+        self._lock = threading.RLock()
+        self._by_channel: dict[str, set[Subscriber]] = {}
+        self._channel_ids: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._subscribers: set[Subscriber] = set()
+        self._started = False
+        self._closing = False
+        self.slow_clients_dropped = 0
+        broker.bind(self._on_message, self._on_reconnect)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def attach(self, sub: Subscriber, channels: dict[str, int]) -> None:
+        """Register a stream for channels ({name: id}); returns once the broker delivers
+        them, so a catch-up from the store after this misses nothing."""
+        self._start()
+        with self._lock:
+            self._subscribers.add(sub)
+        self.add_channels(sub, channels)
+
+    def add_channels(self, sub: Subscriber, channels: dict[str, int]) -> None:
+        """Add channels to an attached stream."""
+        new: list[str] = []
+        with self._lock:
+            for name, cid in channels.items():
+                if name in sub.channels:
+                    continue
+                sub.channels.add(name)
+                self._channel_ids[name] = cid
+                subs = self._by_channel.setdefault(name, set())
+                if not subs:
+                    new.append(BROKER_PREFIX + name)
+                subs.add(sub)
+        if new and not self.broker.subscribe(new):
+            log.warning("hub: broker did not confirm %d channels in time", len(new))
+
+    def remove_channels(self, sub: Subscriber, names: Iterable[str]) -> None:
+        """Remove channels from a stream; the broker drops a channel no stream needs."""
+        gone: list[str] = []
+        with self._lock:
+            for name in names:
+                if name not in sub.channels:
+                    continue
+                sub.channels.discard(name)
+                subs = self._by_channel.get(name)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del self._by_channel[name]
+                        self._seen.pop(name, None)
+                        self._channel_ids.pop(name, None)
+                        gone.append(BROKER_PREFIX + name)
+        if gone:
+            self.broker.unsubscribe(gone)
+
+    def detach(self, sub: Subscriber) -> None:
+        """Forget a stream that ended."""
+        self.remove_channels(sub, list(sub.channels))
+        with self._lock:
+            self._subscribers.discard(sub)
+
+    def note_position(self, channel: str, seq: int) -> None:
+        """A stream has read channel up to seq from the store."""
+        if seq > self._seen.get(channel, 0) and channel in self._by_channel:
+            self._seen[channel] = seq
+
+    def connection_count(self) -> int:
+        return len(self._subscribers)
+
+    def end_credential(self, key_id: str, reason: str) -> int:
+        """End every local stream opened with that credential."""
+        ended = 0
+        for sub in list(self._subscribers):
+            if sub.credential_key == key_id:
+                sub.end(reason)
+                ended += 1
+        return ended
+
+    def shutdown(self) -> None:
+        """End every stream cleanly (a complete response) so clients reconnect elsewhere."""
+        self._closing = True
+        for sub in list(self._subscribers):
+            sub.end("shutdown")
+
+    # -- the broker side ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self.broker.subscribe([BROKER_PREFIX + CONTROL_CHANNEL])
+        threading.Thread(target=self._sweep_forever, name="hub-sweeper", daemon=True).start()
+
+    def _on_message(self, broker_channel: str, payload: bytes) -> None:
+        if not broker_channel.startswith(BROKER_PREFIX):
+            return
+        try:
+            head, _, data = payload.partition(b"\n")
+            header = json.loads(head)
+            channel, type_ = header["ch"], header["t"]
+            if type_ == "_control":
+                self._on_control(Control(channel, **json.loads(data)))
+                return
+            seq = header.get("seq")
+            event = LiveEvent(
+                channel, header.get("cid"), seq, type_, encode_body(type_, data.decode())
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("hub: dropped a malformed payload on %s: %s", broker_channel, exc)
+            return
+        subs = self._by_channel.get(channel)
+        if not subs:
+            return
+        if seq is not None and seq > self._seen.get(channel, 0):
+            self._seen[channel] = seq
+        for sub in list(subs):
+            if not sub.push(event):
+                self.slow_clients_dropped += 1
+                log.info("hub: dropped a slow stream on %s", channel)
+
+    def _on_control(self, control: Control) -> None:
+        if control.op == "end_credential":
+            self.end_credential(str(control.args.get("key_id")), "revoked")
+            return
+        for sub in list(self._by_channel.get(control.channel, ())):
+            sub.push(control)
+
+    def _on_reconnect(self) -> None:
+        for sub in list(self._subscribers):
+            sub.push(SYNC)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def _sweep_forever(self) -> None:
+        while not self._closing:
+            time.sleep(min(self.resync_seconds, 1.0) if self.resync_seconds > 0 else 1.0)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("hub: sweep failed")
+
+    _last_resync = 0.0
+
+    def sweep(self) -> None:
+        """Drop streams whose write is stuck; catch up channels whose store moved past what
+        the broker delivered (a publish lost to a broker outage or a crashed worker)."""
+        now = time.monotonic()
+        for sub in list(self._subscribers):
+            if sub.write_started and now - sub.write_started > self.write_timeout:
+                log.info("hub: dropping a stream whose write is stuck")
+                sub.abort("write_timeout")
+                self.slow_clients_dropped += 1
+        if self.resync_seconds <= 0 or now - self._last_resync < self.resync_seconds:
+            return
+        self._last_resync = now
+        with self._lock:
+            ids = {name: cid for name, cid in self._channel_ids.items() if name in self._by_channel}
+        if not ids:
+            return
+        heads = self._heads(list(ids.values()))
+        for name, cid in ids.items():
+            head = heads.get(cid, 0)
+            if head > self._seen.get(name, 0):
+                self._seen[name] = head
+                for sub in list(self._by_channel.get(name, ())):
+                    sub.push(SYNC)

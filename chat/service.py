@@ -1,0 +1,406 @@
+"""The service layer: the only code that touches both the store and the broker.
+
+Every change is stored first, in one short transaction, and published after it commits.
+A publish that fails loses nothing: the hubs catch streams up from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import accounts, timeline
+from .accounts import Principal
+from .broker import Broker
+from .cursor import CursorError, decode_positions, decode_seq, encode_positions, encode_seq
+from .errors import ApiError
+from .hub import BROKER_PREFIX, CONTROL_CHANNEL, pack
+from .models import Channel, Credential, Event, Membership, User
+from .store import Store
+from .timeline import StoredEvent, iso
+
+log = logging.getLogger(__name__)
+
+HISTORY_MAX = 200
+
+
+@dataclass
+class StreamPlan:
+    """Everything a stream needs, read before it starts: it holds no session afterwards."""
+
+    single: bool
+    channels: dict[str, int]  # channel name -> channel id
+    positions: dict[int, int]  # channel id -> last seq the client has
+    user_channel: str | None
+    ready_rooms: list[dict[str, Any]]
+    credential_key: str
+    user_id: int
+    reset_reason: str | None = None
+    names: dict[int, str] = field(default_factory=dict)
+
+    def cursor(self) -> str:
+        if self.single:
+            return encode_seq(next(iter(self.positions.values())))
+        return encode_positions(self.positions)
+
+
+class ChatService:
+    def __init__(self, store: Store, broker: Broker, config: dict[str, Any]) -> None:
+        self.store = store
+        self.broker = broker
+        self.config = config
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def _publish(self, event: StoredEvent) -> None:
+        self._send(event.channel, pack(event.channel, event.channel_id, event.seq, event.type,
+                                       event.data))
+
+    def _control(self, target: str, **args: Any) -> None:
+        """An instruction to the streams subscribed to target (never stored)."""
+        self._send(target, pack(target, None, None, "_control", json.dumps(args)))
+
+    def _send(self, channel: str, payload: bytes) -> None:
+        try:
+            self.broker.publish(BROKER_PREFIX + channel, payload)
+        except Exception as exc:  # the store has it; streams catch up from there
+            log.warning("publish to %s failed (%s); streams will catch up from the store",
+                        channel, exc)
+
+    # -- identity -------------------------------------------------------------------------
+
+    def register(self, username: str, password: str, display_name: str = "",
+                 is_admin: bool = False) -> dict[str, object]:
+        try:
+            with self.store.write() as s:
+                if accounts.get_user(s, username) is not None:
+                    raise ApiError(409, "username_taken", "That username is taken.", "username")
+                user = accounts.create_user(
+                    s, username, password, display_name=display_name, is_admin=is_admin,
+                    hash_method=self.config["CHAT_PASSWORD_HASH"],
+                )
+                return accounts.user_view(user)
+        except IntegrityError:
+            raise ApiError(409, "username_taken", "That username is taken.", "username") from None
+
+    def login(self, username: str, password: str) -> tuple[dict[str, object], str]:
+        """Check the password and open a browser session; returns the user and its token."""
+        with self.store.read() as s:
+            user = accounts.get_user(s, username)
+            ok = accounts.check_password(user, password, self.config["CHAT_PASSWORD_HASH"])
+        if not ok or user is None:
+            raise ApiError(401, "invalid_credentials", "Wrong username or password.")
+        with self.store.write() as s:
+            user = s.get(User, user.id)
+            assert user is not None
+            _, token = accounts.issue_credential(
+                s, user, "session", "browser",
+                lifetime=timedelta(days=self.config["CHAT_SESSION_DAYS"]),
+            )
+            return accounts.user_view(user), token
+
+    def authenticate(self, raw_token: str) -> Principal | None:
+        with self.store.read() as s:
+            return accounts.resolve_token(s, raw_token)
+
+    def me(self, principal: Principal) -> dict[str, object]:
+        with self.store.read() as s:
+            user = s.get(User, principal.user_id)
+            if user is None:
+                raise ApiError(401, "not_authenticated", "This account no longer exists.")
+            return accounts.user_view(user)
+
+    def create_token(self, principal: Principal, name: str) -> dict[str, object]:
+        with self.store.write() as s:
+            user = s.get(User, principal.user_id)
+            assert user is not None
+            cred, token = accounts.issue_credential(s, user, "api", name)
+            return {**accounts.credential_view(cred), "token": token}
+
+    def list_tokens(self, principal: Principal) -> list[dict[str, object]]:
+        with self.store.read() as s:
+            return [accounts.credential_view(c)
+                    for c in accounts.list_credentials(s, principal.user_id)]
+
+    def revoke_credential(self, principal: Principal, credential_id: int,
+                          kind: str = "api") -> None:
+        """Delete a credential; streams opened with it end at once, on every worker."""
+        with self.store.write() as s:
+            cred = s.get(Credential, credential_id)
+            if cred is None or cred.kind != kind or (
+                cred.user_id != principal.user_id and not principal.is_admin
+            ):
+                raise ApiError(404, "not_found", "No such token.")
+            key_id = cred.key_id
+            s.delete(cred)
+        self._control(CONTROL_CHANNEL, op="end_credential", key_id=key_id)
+
+    def logout(self, principal: Principal) -> None:
+        self.revoke_credential(principal, principal.credential_id, kind="session")
+
+    # -- rooms ----------------------------------------------------------------------------
+
+    def _room(self, s: Session, principal: Principal, name: str,
+              need_member: bool = True) -> tuple[Channel, Membership | None]:
+        """The room and the caller's membership; 404 for a room the caller may not see."""
+        row = s.execute(
+            select(Channel, Membership)
+            .outerjoin(Membership, and_(Membership.channel_id == Channel.id,
+                                        Membership.user_id == principal.user_id))
+            .where(Channel.name == f"room:{name}")
+        ).first()
+        if row is None or (row[0].private and row[1] is None and not principal.is_admin):
+            raise ApiError(404, "room_not_found", f"No room named '{name}'.")
+        channel, membership = row
+        if need_member and membership is None:
+            raise ApiError(403, "not_a_member", f"Join '{name}' first.")
+        return channel, membership
+
+    def create_room(self, principal: Principal, name: str, title: str,
+                    private: bool) -> dict[str, object]:
+        try:
+            with self.store.write() as s:
+                if s.scalar(select(Channel.id).where(Channel.name == f"room:{name}")):
+                    raise ApiError(409, "room_exists", f"A room named '{name}' exists.", "name")
+                channel = Channel(name=f"room:{name}", kind="room", title=title,
+                                  private=private, created_by=principal.user_id)
+                s.add(channel)
+                s.flush()
+                s.add(Membership(channel_id=channel.id, user_id=principal.user_id))
+                s.flush()
+                view = _room_view(channel, member=True, unread=0)
+        except IntegrityError:
+            raise ApiError(409, "room_exists", f"A room named '{name}' exists.", "name") from None
+        self._control(f"user:{principal.username}", op="join", channel=channel.name,
+                      cid=channel.id, since=0)
+        return view
+
+    def list_rooms(self, principal: Principal) -> list[dict[str, object]]:
+        with self.store.read() as s:
+            rows = s.execute(
+                select(Channel, Membership)
+                .outerjoin(Membership, and_(Membership.channel_id == Channel.id,
+                                            Membership.user_id == principal.user_id))
+                .where(Channel.kind == "room",
+                       or_(Channel.private.is_(False), Membership.user_id.is_not(None)))
+                .order_by(Channel.name)
+            ).all()
+            unread = _unread_counts(s, principal.user_id)
+            return [_room_view(c, member=m is not None, unread=unread.get(c.id, 0))
+                    for c, m in rows]
+
+    def join_room(self, principal: Principal, name: str) -> dict[str, object]:
+        with self.store.write() as s:
+            channel, membership = self._room(s, principal, name, need_member=False)
+            if membership is None:
+                if channel.private:
+                    raise ApiError(403, "invite_required", f"'{name}' is private: ask a member.")
+                s.add(Membership(channel_id=channel.id, user_id=principal.user_id,
+                                 joined_seq=channel.last_seq, read_seq=channel.last_seq))
+            view = _room_view(channel, member=True, unread=0)
+            cid, since = channel.id, channel.last_seq
+        if membership is None:
+            self._control(f"user:{principal.username}", op="join", channel=f"room:{name}",
+                          cid=cid, since=since)
+        return view
+
+    def leave_room(self, principal: Principal, name: str) -> None:
+        with self.store.write() as s:
+            channel, membership = self._room(s, principal, name)
+            assert membership is not None
+            s.delete(membership)
+        self._control(f"user:{principal.username}", op="leave", channel=f"room:{name}")
+
+    def add_member(self, principal: Principal, name: str, username: str) -> dict[str, object]:
+        with self.store.write() as s:
+            channel, _ = self._room(s, principal, name)
+            user = accounts.get_user(s, username)
+            if user is None:
+                raise ApiError(404, "user_not_found", f"No user named '{username}'.", "username")
+            exists = s.get(Membership, (channel.id, user.id))
+            if exists is None:
+                s.add(Membership(channel_id=channel.id, user_id=user.id,
+                                 joined_seq=channel.last_seq, read_seq=channel.last_seq))
+            cid, since = channel.id, channel.last_seq
+            view = {"room": name, "username": username, "added": exists is None}
+        if exists is None:
+            self._control(f"user:{username}", op="join", channel=f"room:{name}", cid=cid,
+                          since=since)
+        return view
+
+    # -- messages -------------------------------------------------------------------------
+
+    def post_message(self, principal: Principal, room: str, text: str,
+                     client_msg_id: str | None) -> tuple[dict[str, object], bool]:
+        """Store and publish a message; with a client_msg_id seen before from this sender
+        in this room, return the original and store nothing. Returns (message, created)."""
+        for attempt in range(2):
+            try:
+                with self.store.write() as s:
+                    channel, _ = self._room(s, principal, room)
+                    if client_msg_id is not None:
+                        original = _find_by_client_id(s, channel, principal, client_msg_id)
+                        if original is not None:
+                            return original.to_dict(), False
+                    sender = s.get(User, principal.user_id)
+                    stored = timeline.append(s, channel, "message", sender, text, client_msg_id)
+                break
+            except IntegrityError:
+                # A concurrent request with the same client_msg_id won; return its message.
+                if attempt or client_msg_id is None:
+                    raise
+        self._publish(stored)
+        return stored.to_dict(), True
+
+    def history(self, principal: Principal, room: str, before: int | None,
+                after: int | None, limit: int) -> list[dict[str, object]]:
+        with self.store.read() as s:
+            channel, _ = self._room(s, principal, room)
+            newest = after is None
+            events = timeline.read_after(s, channel.id, channel.name, after or 0, limit,
+                                         before=before, newest=newest)
+            return [e.to_dict() for e in events]
+
+    # -- streams --------------------------------------------------------------------------
+
+    def room_stream_plan(self, principal: Principal, room: str,
+                         cursor: str | None) -> StreamPlan:
+        with self.store.read() as s:
+            channel, membership = self._room(s, principal, room)
+            read_seq = membership.read_seq if membership else 0
+            unread = _unread_counts(s, principal.user_id).get(channel.id, 0)
+            head = channel.last_seq
+            plan = StreamPlan(
+                single=True,
+                channels={channel.name: channel.id},
+                positions={channel.id: head},
+                user_channel=None,
+                ready_rooms=[{"room": room, "last_seq": head, "unread": unread,
+                              "read_seq": read_seq}],
+                credential_key=principal.key_id,
+                user_id=principal.user_id,
+                names={channel.id: channel.name},
+            )
+        if cursor is not None:
+            try:
+                seq = decode_seq(cursor)
+            except CursorError:
+                plan.reset_reason = "malformed_cursor"
+                return plan
+            if seq > head:
+                plan.reset_reason = "unknown_cursor"
+            elif head - seq > self.config["CHAT_REPLAY_LIMIT"]:
+                plan.reset_reason = "too_far_behind"
+            else:
+                plan.positions[channel.id] = seq
+        return plan
+
+    def user_stream_plan(self, principal: Principal, username: str,
+                         cursor: str | None) -> StreamPlan:
+        if username != principal.username and not principal.is_admin:
+            raise ApiError(403, "forbidden", "You may only read your own stream.")
+        with self.store.read() as s:
+            user = accounts.get_user(s, username)
+            personal = s.scalar(select(Channel).where(Channel.name == f"user:{username}"))
+            if user is None or personal is None:
+                raise ApiError(404, "user_not_found", f"No user named '{username}'.")
+            rooms = s.execute(
+                select(Channel, Membership)
+                .join(Membership, Membership.channel_id == Channel.id)
+                .where(Membership.user_id == user.id)
+                .order_by(Channel.name)
+            ).all()
+            unread = _unread_counts(s, user.id)
+        heads = {personal.id: personal.last_seq}
+        joined = {personal.id: 0}
+        names = {personal.id: personal.name}
+        ready_rooms = []
+        for channel, membership in rooms:
+            heads[channel.id] = channel.last_seq
+            joined[channel.id] = membership.joined_seq
+            names[channel.id] = channel.name
+            ready_rooms.append({"room": channel.name.split(":", 1)[1],
+                                "last_seq": channel.last_seq,
+                                "unread": unread.get(channel.id, 0),
+                                "read_seq": membership.read_seq})
+        plan = StreamPlan(
+            single=False,
+            channels={name: cid for cid, name in names.items()},
+            positions=dict(heads),
+            user_channel=personal.name,
+            ready_rooms=ready_rooms,
+            credential_key=principal.key_id,
+            user_id=user.id,
+            names=names,
+        )
+        if cursor is None:
+            return plan
+        try:
+            given = decode_positions(cursor)
+        except CursorError:
+            plan.reset_reason = "malformed_cursor"
+            return plan
+        if personal.id not in given:
+            plan.reset_reason = "unknown_cursor"
+            return plan
+        # A room joined since the cursor was made is read from the moment of joining;
+        # a room left since is ignored.
+        wanted = {cid: given.get(cid, joined[cid]) for cid in heads}
+        if any(seq > heads[cid] for cid, seq in wanted.items()):
+            plan.reset_reason = "unknown_cursor"
+        elif sum(heads[cid] - seq for cid, seq in wanted.items()) > \
+                self.config["CHAT_REPLAY_LIMIT"]:
+            plan.reset_reason = "too_far_behind"
+        else:
+            plan.positions = wanted
+        return plan
+
+    # -- health ---------------------------------------------------------------------------
+
+    def heads(self, channel_ids: list[int]) -> dict[int, int]:
+        with self.store.read() as s:
+            return timeline.heads(s, channel_ids)
+
+
+def _room_view(channel: Channel, *, member: bool, unread: int) -> dict[str, object]:
+    return {
+        "name": channel.name.split(":", 1)[1],
+        "title": channel.title,
+        "private": channel.private,
+        "last_seq": channel.last_seq,
+        "unread": unread,
+        "member": member,
+        "created_at": iso(channel.created_at),
+    }
+
+
+def _unread_counts(s: Session, user_id: int) -> dict[int, int]:
+    """Messages from others after the user's read marker, per room."""
+    rows = s.execute(
+        select(Membership.channel_id, func.count(Event.id))
+        .join(Event, and_(Event.channel_id == Membership.channel_id,
+                          Event.seq > Membership.read_seq))
+        .where(Membership.user_id == user_id, Event.type == "message",
+               or_(Event.sender_id.is_(None), Event.sender_id != user_id))
+        .group_by(Membership.channel_id)
+    )
+    return {cid: int(count) for cid, count in rows}
+
+
+def _find_by_client_id(s: Session, channel: Channel, principal: Principal,
+                       client_msg_id: str) -> StoredEvent | None:
+    row = s.execute(
+        select(Event).where(Event.channel_id == channel.id,
+                            Event.sender_id == principal.user_id,
+                            Event.client_msg_id == client_msg_id)
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    return timeline.to_stored(row, channel.name, principal.username)

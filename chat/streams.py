@@ -1,0 +1,198 @@
+"""Server-Sent Events streams: replay from the store, then live from the hub, exactly once.
+
+A stream holds no database session while it waits: each catch-up opens a short one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from . import timeline
+from .auth import require_principal
+from .cursor import encode_positions
+from .extension import chat_extension
+from .hub import Control, Hub, LiveEvent, Subscriber, Sync
+from .service import StreamPlan
+from .sse import encode_body, encode_comment, encode_event, encode_id
+from .store import Store
+from .validation import check_name
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("streams", __name__, url_prefix="/api")
+
+CATCH_UP_BATCH = 500
+
+
+@bp.get("/stream")
+def my_stream() -> Response:
+    principal = require_principal(allow_query_token=True)
+    ext = chat_extension()
+    return _respond(ext.service.user_stream_plan(principal, principal.username, _cursor()))
+
+
+@bp.get("/users/<name>/stream")
+def user_stream(name: str) -> Response:
+    principal = require_principal(allow_query_token=True)
+    ext = chat_extension()
+    return _respond(ext.service.user_stream_plan(principal, check_name(name), _cursor()))
+
+
+@bp.get("/rooms/<room>/stream")
+def room_stream(room: str) -> Response:
+    principal = require_principal(allow_query_token=True)
+    ext = chat_extension()
+    return _respond(ext.service.room_stream_plan(principal, check_name(room, "room"),
+                                                 _cursor()))
+
+
+def _cursor() -> str | None:
+    return request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or None
+
+
+def _respond(plan: StreamPlan) -> Response:
+    ext = chat_extension()
+    stream = Stream(plan, ext.hub, ext.store, current_app.config,
+                    request.environ.get("gunicorn.socket"))
+    response = Response(stream.frames(), status=200, content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+class Stream:
+    """One client's stream: its positions per channel and the frames it is owed."""
+
+    def __init__(self, plan: StreamPlan, hub: Hub, store: Store, config: Any,
+                 sock: Any = None) -> None:
+        self.plan = plan
+        self.hub = hub
+        self.store = store
+        self.heartbeat = float(config["CHAT_HEARTBEAT_SECONDS"])
+        self.retry_ms = int(config["CHAT_RETRY_MS"])
+        self.positions = dict(plan.positions)
+        self.names = dict(plan.names)
+        self.sub = Subscriber(max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
+                              credential_key=plan.credential_key, user_id=plan.user_id,
+                              sock=sock)
+
+    def cursor(self) -> str:
+        if self.plan.single:
+            return str(next(iter(self.positions.values())))
+        return encode_positions(self.positions)
+
+    def frames(self) -> Iterator[bytes]:
+        sub = self.sub
+        try:
+            # The first write makes gunicorn send the headers now, not with the first event.
+            yield encode_comment("stream open") + f"retry: {self.retry_ms}\n\n".encode()
+            if self.hub.closing:
+                return
+            self.hub.attach(sub, self.plan.channels)
+            head = [self._ready()]
+            if self.plan.reset_reason:
+                head.append(encode_event("reset", json.dumps(
+                    {"reason": self.plan.reset_reason, "cursor": self.cursor()}),
+                    self.cursor()))
+            yield b"".join(head)
+            yield from self._catch_up(list(self.positions))
+            last_write = time.monotonic()
+            while not sub.closed:
+                wait = self.heartbeat - (time.monotonic() - last_write)
+                items = sub.take(max(0.0, wait)) if wait > 0 else []
+                if sub.closed:
+                    break
+                chunks = list(self._handle(items)) if items else []
+                if not chunks:
+                    if time.monotonic() - last_write < self.heartbeat:
+                        continue
+                    chunks = [b":\n\n"]
+                # The hub's sweeper cuts a stream whose write stays blocked too long.
+                sub.write_started = time.monotonic()
+                yield b"".join(chunks)
+                sub.write_started = 0.0
+                last_write = time.monotonic()
+        finally:
+            self.hub.detach(sub)
+
+    def _ready(self) -> bytes:
+        cursor = self.cursor()
+        data = {"cursor": cursor, "rooms": self.plan.ready_rooms}
+        if self.plan.user_channel:
+            data["channel"] = self.plan.user_channel
+        return encode_event("ready", json.dumps(data), cursor)
+
+    def _handle(self, items: list[Any]) -> Iterable[bytes]:
+        for item in items:
+            if isinstance(item, LiveEvent):
+                yield from self._live(item)
+            elif isinstance(item, Sync):
+                yield from self._catch_up(list(self.positions))
+            elif isinstance(item, Control):
+                yield from self._control(item)
+
+    def _live(self, event: LiveEvent) -> Iterable[bytes]:
+        if event.seq is None:  # ephemeral: no position, no id
+            yield event.body + b"\n"
+            return
+        cid = event.channel_id
+        position = self.positions.get(cid) if cid is not None else None
+        if position is None or event.seq <= position:
+            return  # not ours, or already sent
+        if event.seq > position + 1:
+            # Something before it never arrived live: fill the gap from the store, which
+            # already holds this event too (it was published after it committed).
+            yield from self._catch_up([cid])
+            return
+        self.positions[cid] = event.seq
+        if self.plan.single:
+            yield event.frame()
+        else:
+            yield event.body + encode_id(encode_positions(self.positions)) + b"\n"
+
+    def _catch_up(self, channel_ids: list[int]) -> Iterator[bytes]:
+        """Send what the store holds past this stream's positions, in seq order."""
+        with self.store.read() as s:
+            heads = timeline.heads(s, channel_ids)
+        for cid in channel_ids:
+            head = heads.get(cid, 0)
+            name = self.names[cid]
+            while cid in self.positions and self.positions[cid] < head:
+                with self.store.read() as s:
+                    events = timeline.read_after(s, cid, name, self.positions[cid],
+                                                 CATCH_UP_BATCH)
+                if not events:
+                    break
+                out = []
+                for event in events:
+                    self.positions[cid] = event.seq
+                    out.append(encode_body(event.type, event.data) + encode_id(self.cursor())
+                               + b"\n")
+                yield b"".join(out)
+            if cid in self.positions:
+                self.hub.note_position(name, self.positions[cid])
+
+    def _control(self, control: Control) -> Iterable[bytes]:
+        if self.plan.single:
+            return
+        channel = str(control.args.get("channel", ""))
+        if control.op == "join" and channel.startswith("room:"):
+            cid = int(control.args["cid"])
+            if cid in self.positions:
+                return
+            self.positions[cid] = int(control.args.get("since", 0))
+            self.names[cid] = channel
+            self.hub.add_channels(self.sub, {channel: cid})
+            yield from self._catch_up([cid])
+        elif control.op == "leave":
+            cid = next((c for c, n in self.names.items() if n == channel), None)
+            if cid is not None:
+                self.hub.remove_channels(self.sub, [channel])
+                self.positions.pop(cid, None)
+                self.names.pop(cid, None)

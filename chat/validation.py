@@ -1,0 +1,107 @@
+"""Request parsing and validation: every bad input becomes a 4xx with the contract's body."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import request
+
+from .errors import ApiError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+
+
+def read_body(form_ok: bool = False, empty_ok: bool = False) -> dict[str, Any]:
+    """The request body as a dict: JSON, or (where allowed) an HTML form."""
+    mimetype = request.mimetype
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        data = request.get_json(silent=True)
+        if data is None:
+            raise ApiError(400, "invalid_json", "The body is not valid JSON.")
+        if not isinstance(data, dict):
+            raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+        return data
+    if form_ok and mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.form.to_dict()
+    if empty_ok and not request.content_length and not request.stream.read(1):
+        return {}
+    allowed = "application/json" + (" or a form body" if form_ok else "")
+    raise ApiError(415, "unsupported_media_type", f"Send {allowed}.")
+
+
+def string(
+    body: dict[str, Any],
+    field: str,
+    *,
+    required: bool = True,
+    max_length: int = 200,
+    min_length: int = 0,
+    strip: bool = True,
+) -> str | None:
+    """A string field; None when absent and optional."""
+    value = body.get(field)
+    if value is None:
+        if required:
+            raise ApiError(400, "missing_field", f"'{field}' is required.", field)
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"'{field}' must be a string.", field)
+    if strip:
+        value = value.strip()
+    if "\0" in value:
+        raise ApiError(400, "invalid_field", f"'{field}' must not contain NUL.", field)
+    if len(value) < min_length:
+        raise ApiError(
+            400, "invalid_field", f"'{field}' needs at least {min_length} characters.", field
+        )
+    if len(value) > max_length:
+        raise ApiError(
+            400, "invalid_field", f"'{field}' is longer than {max_length} characters.", field
+        )
+    return value
+
+
+def name(body: dict[str, Any], field: str = "name") -> str:
+    """A user or room name, by the naming rule."""
+    value = string(body, field, max_length=64)
+    assert value is not None
+    return check_name(value, field)
+
+
+def check_name(value: str, field: str = "name") -> str:
+    """Raise unless value is a valid user or room name."""
+    if not NAME_RE.match(value):
+        raise ApiError(
+            400,
+            "invalid_name",
+            "Names are 1-32 characters of a-z, 0-9, '_', '.', '-', starting with a letter "
+            "or digit.",
+            field,
+        )
+    return value
+
+
+def boolean(body: dict[str, Any], field: str, default: bool = False) -> bool:
+    """A boolean field (JSON true/false; forms may say 1/0, true/false)."""
+    value = body.get(field, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "on", "0", "false", "off", ""):
+        return value.lower() in ("1", "true", "on")
+    raise ApiError(400, "invalid_field", f"'{field}' must be true or false.", field)
+
+
+def query_int(arg: str, *, default: int | None = None, minimum: int = 0,
+              maximum: int | None = None) -> int | None:
+    """An integer query argument."""
+    raw = request.args.get(arg)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ApiError(400, "invalid_parameter", f"'{arg}' must be a whole number.", arg)
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f" between {minimum} and {maximum}" if maximum is not None else f" ≥ {minimum}"
+        raise ApiError(400, "invalid_parameter", f"'{arg}' must be{bound}.", arg)
+    return value

@@ -1,0 +1,50 @@
+"""gunicorn settings for the chat service: gevent workers serving long-lived SSE streams.
+
+Command-line flags (--bind, --workers, ...) override these.
+"""
+
+import os
+import resource
+
+bind = os.environ.get("CHAT_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+worker_class = "gevent"
+# Every open stream is one connection of a worker.
+worker_connections = int(os.environ.get("CHAT_WORKER_CONNECTIONS", "12000"))
+# The gevent worker reports to the arbiter from its own loop, so long streams do not
+# count against this; it only catches a worker whose loop is frozen.
+timeout = int(os.environ.get("CHAT_WORKER_TIMEOUT", "30"))
+# Streams are ended by the app within a second of SIGTERM; this bounds ordinary requests.
+graceful_timeout = int(os.environ.get("CHAT_GRACEFUL_TIMEOUT", "10"))
+keepalive = 5
+errorlog = "-"
+loglevel = os.environ.get("CHAT_LOG_LEVEL", "info")
+# No preload: the app (and any broker connection) is built in each worker after the fork.
+preload_app = False
+
+
+def on_starting(server):
+    """Refuse a setup that would silently lose messages or run out of descriptors."""
+    if server.cfg.workers > 1 and not os.environ.get("REDIS_URL"):
+        raise SystemExit(
+            "chat: more than one worker needs REDIS_URL; the in-process broker cannot "
+            "reach other workers. Set REDIS_URL or run --workers 1."
+        )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = server.cfg.worker_connections + 256
+    if soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def post_worker_init(worker):
+    """End every stream cleanly as soon as the worker starts to shut down, so clients get
+    a complete response and reconnect elsewhere instead of being cut after the grace."""
+    import gevent
+
+    def watch():
+        while worker.alive:
+            gevent.sleep(0.25)
+        worker.wsgi.extensions["chat"].hub.shutdown()
+
+    gevent.spawn(watch)
