@@ -143,6 +143,8 @@ class RedisBroker(Broker):
             conn, self._conn = self._conn, None
         if conn is not None:
             conn.disconnect()
+        if self._listener is not None:
+            self._listener.join(timeout=2)
         self._publisher.close()
 
     # -- the listener ---------------------------------------------------------------------
@@ -168,9 +170,11 @@ class RedisBroker(Broker):
         while not self._stopped:
             try:
                 self._session(first)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except Exception as exc:  # the listener must outlive any error: it reconnects
                 if self._stopped:
                     break
+                if self.connected:
+                    backoff = 0.1  # it worked for a while: retry quickly, then back off
                 log.warning("redis broker: connection lost (%s); retrying in %.1fs", exc, backoff)
             self.connected = False
             with self._lock:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import click
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from . import accounts
 from .extension import chat_extension
@@ -17,6 +18,7 @@ def init_app(app: Flask) -> None:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db() -> None:
     """Create the database tables (safe to run again)."""
     chat_extension().store.create_all()
@@ -27,10 +29,9 @@ def init_db() -> None:
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="Make the user an administrator.")
 @click.option("--password", help="Password (prompted when omitted).")
+@with_appcontext
 def create_user(name: str, admin: bool, password: str | None) -> None:
     """Create a user."""
-    from flask import current_app
-
     if not NAME_RE.match(name):
         raise click.BadParameter("1-32 characters of a-z, 0-9, '_', '.', '-'", param_hint="NAME")
     if password is None:
@@ -48,6 +49,7 @@ def create_user(name: str, admin: bool, password: str | None) -> None:
 @click.command("create-token")
 @click.argument("name")
 @click.option("--name", "label", default="cli", help="A label for the token.")
+@with_appcontext
 def create_token(name: str, label: str) -> None:
     """Create an API token for user NAME and print it alone on stdout."""
     store = chat_extension().store

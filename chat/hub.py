@@ -246,7 +246,8 @@ class Hub:
             header = json.loads(head)
             channel, type_ = header["ch"], header["t"]
             if type_ == "_control":
-                self._on_control(Control(channel, **json.loads(data)))
+                args = json.loads(data)
+                self._on_control(Control(channel, str(args.get("op", "")), args))
                 return
             seq = header.get("seq")
             event = LiveEvent(

@@ -157,26 +157,33 @@ class Stream:
             yield event.body + encode_id(encode_positions(self.positions)) + b"\n"
 
     def _catch_up(self, channel_ids: list[int]) -> Iterator[bytes]:
-        """Send what the store holds past this stream's positions, in seq order."""
+        """Send what the store holds past this stream's positions: each channel in seq
+        order, channels interleaved in the order their events were stored."""
         with self.store.read() as s:
             heads = timeline.heads(s, channel_ids)
+        while True:
+            behind = [cid for cid in channel_ids
+                      if cid in self.positions and self.positions[cid] < heads.get(cid, 0)]
+            if not behind:
+                break
+            with self.store.read() as s:
+                batch = [event for cid in behind
+                         for event in timeline.read_after(s, cid, self.names[cid],
+                                                          self.positions[cid], CATCH_UP_BATCH)]
+            if not batch:
+                break
+            batch.sort(key=lambda event: event.event_id)
+            out = []
+            for event in batch:
+                if event.seq != self.positions[event.channel_id] + 1:
+                    continue  # past another channel's page end; the next round sends it
+                self.positions[event.channel_id] = event.seq
+                out.append(encode_body(event.type, event.data) + encode_id(self.cursor())
+                           + b"\n")
+            yield b"".join(out)
         for cid in channel_ids:
-            head = heads.get(cid, 0)
-            name = self.names[cid]
-            while cid in self.positions and self.positions[cid] < head:
-                with self.store.read() as s:
-                    events = timeline.read_after(s, cid, name, self.positions[cid],
-                                                 CATCH_UP_BATCH)
-                if not events:
-                    break
-                out = []
-                for event in events:
-                    self.positions[cid] = event.seq
-                    out.append(encode_body(event.type, event.data) + encode_id(self.cursor())
-                               + b"\n")
-                yield b"".join(out)
             if cid in self.positions:
-                self.hub.note_position(name, self.positions[cid])
+                self.hub.note_position(self.names[cid], self.positions[cid])
 
     def _control(self, control: Control) -> Iterable[bytes]:
         if self.plan.single:

@@ -29,6 +29,7 @@ class StoredEvent:
     seq: int
     type: str
     data: str  # JSON text
+    event_id: int = 0  # the row id: across channels, roughly the order of storing
 
     def to_dict(self) -> dict[str, object]:
         return json.loads(self.data)
@@ -86,7 +87,8 @@ def to_stored(event: Event, channel_name: str, sender_name: str | None) -> Store
     if event.type != "message":
         body["type"] = event.type
     return StoredEvent(
-        event.channel_id, channel_name, event.seq, event.type, json.dumps(body, ensure_ascii=False)
+        event.channel_id, channel_name, event.seq, event.type,
+        json.dumps(body, ensure_ascii=False), event.id,
     )
 
 

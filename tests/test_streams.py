@@ -1,0 +1,230 @@
+"""Streams through the test client with the in-process broker: framing, replay, resume."""
+
+import pytest
+from sse_frames import ClientStream
+
+
+def open_stream(api, path, **headers):
+    r = api.client.get(path, headers={**api.headers, **headers}, buffered=False)
+    return ClientStream(r)
+
+
+@pytest.fixture
+def room(make_user):
+    alice = make_user("alice")
+    alice.post("/api/rooms", json={"name": "general"})
+    return alice
+
+
+def post(api, text, room="general"):
+    r = api.post(f"/api/rooms/{room}/messages", json={"text": text})
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def test_headers_first_comment_and_ready(room):
+    s = open_stream(room, "/api/rooms/general/stream")
+    assert s.response.headers["Content-Type"] == "text/event-stream"
+    assert s.response.headers["Cache-Control"] == "no-cache"
+    assert s.response.headers["X-Accel-Buffering"] == "no"
+    first = next(s._chunks)
+    assert first.startswith(b":")
+    s.parser.feed(first)
+    assert s.parser.retry and s.parser.retry > 0
+    ready = s.next()
+    assert ready.event == "ready" and ready.id == "0"
+    assert ready.json() == {"cursor": "0", "rooms": [
+        {"room": "general", "last_seq": 0, "unread": 0, "read_seq": 0}]}
+    s.close()
+
+
+def test_live_messages_with_ids_and_exact_text(room):
+    s = open_stream(room, "/api/rooms/general/stream")
+    assert s.next().event == "ready"
+    text = "line one\nline two\r\nevent: forged\n\nid: 99"
+    sent = post(room, text)
+    frame = s.next()
+    assert frame.event == "message" and frame.id == "1"
+    data = frame.json()
+    assert data["text"] == text and data["seq"] == 1 and data["channel"] == "room:general"
+    assert {k: data[k] for k in sent} == sent
+    s.close()
+
+
+def test_heartbeat_comments(room):
+    s = open_stream(room, "/api/rooms/general/stream")
+    s.next()
+    before = s.parser.comments
+    assert s.next(max_chunks=2) is None  # nothing but heartbeats in 2 chunks
+    assert s.parser.comments >= before + 2
+    s.close()
+
+
+def test_resume_with_last_event_id_replays_exactly_the_missed(room):
+    for i in range(1, 6):
+        post(room, f"m{i}")
+    s = open_stream(room, "/api/rooms/general/stream", **{"Last-Event-ID": "2"})
+    assert s.next().event == "ready"
+    frames = s.take(3, "message")
+    assert [f.id for f in frames] == ["3", "4", "5"]
+    assert [f.json()["text"] for f in frames] == ["m3", "m4", "m5"]
+    post(room, "m6")
+    assert s.next().id == "6"
+    s.close()
+
+    s = open_stream(room, "/api/rooms/general/stream?last_event_id=5")
+    s.next()
+    assert s.next().id == "6"
+    s.close()
+
+
+@pytest.mark.parametrize("cursor, reason", [("garbage", "malformed_cursor"),
+                                            ("1.0_2.0", "malformed_cursor"),
+                                            ("999", "unknown_cursor")])
+def test_bad_cursor_on_room_stream_resets_then_goes_live(room, cursor, reason):
+    post(room, "old")
+    s = open_stream(room, "/api/rooms/general/stream", **{"Last-Event-ID": cursor})
+    assert s.next().event == "ready"
+    reset = s.next()
+    assert reset.event == "reset" and reset.json()["reason"] == reason
+    assert reset.id == "1"
+    post(room, "new")
+    frame = s.next()
+    assert frame.event == "message" and frame.json()["text"] == "new"
+    s.close()
+
+
+def test_too_far_behind_resets(app, room):
+    app.config["CHAT_REPLAY_LIMIT"] = 3
+    for i in range(5):
+        post(room, f"m{i}")
+    s = open_stream(room, "/api/rooms/general/stream", **{"Last-Event-ID": "1"})
+    s.next()
+    assert s.next().json()["reason"] == "too_far_behind"
+    s.close()
+    s = open_stream(room, "/api/rooms/general/stream", **{"Last-Event-ID": "2"})
+    s.next()
+    assert [f.id for f in s.take(3, "message")] == ["3", "4", "5"]
+    s.close()
+
+
+def test_user_stream_carries_all_rooms_and_resumes(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "one"})
+    alice.post("/api/rooms", json={"name": "two"})
+    s = open_stream(alice, "/api/stream")
+    ready = s.next()
+    assert ready.event == "ready" and ready.id == ready.json()["cursor"]
+    assert [r["room"] for r in ready.json()["rooms"]] == ["one", "two"]
+    post(alice, "a", "one")
+    post(alice, "b", "two")
+    post(alice, "c", "one")
+    frames = s.take(3, "message")
+    assert [(f.json()["channel"], f.json()["seq"]) for f in frames] == [
+        ("room:one", 1), ("room:two", 1), ("room:one", 2)]
+    cursor_after_a = frames[0].id
+    s.close()
+
+    s = open_stream(alice, "/api/stream", **{"Last-Event-ID": cursor_after_a})
+    s.next()
+    replay = s.take(2, "message")
+    assert sorted((f.json()["channel"], f.json()["seq"]) for f in replay) == [
+        ("room:one", 2), ("room:two", 1)]
+    s.close()
+
+    # Another user's cursor, or garbage, resets.
+    bob_ready = open_stream(bob, "/api/stream")
+    bob_cursor = bob_ready.next().id
+    bob_ready.close()
+    s = open_stream(alice, "/api/stream", **{"Last-Event-ID": bob_cursor})
+    s.next()
+    assert s.next().event == "reset"
+    s.close()
+
+
+def test_room_joined_while_stream_is_open_joins_the_stream(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    post(alice, "before bob")
+    s = open_stream(bob, "/api/stream")
+    assert s.next().json()["rooms"] == []
+    assert bob.post("/api/rooms/general/join").status_code == 200
+    post(alice, "after bob joined")
+    frame = s.next()
+    assert frame.event == "message" and frame.json()["text"] == "after bob joined"
+    assert frame.json()["seq"] == 2
+    cursor = frame.id
+    s.close()
+    # Leaving takes it out of a resumed stream.
+    bob.post("/api/rooms/general/leave")
+    post(alice, "after bob left")
+    s = open_stream(bob, "/api/stream", **{"Last-Event-ID": cursor})
+    assert s.next().event == "ready"
+    assert s.next(max_chunks=2) is None
+    s.close()
+
+
+def test_room_joined_while_disconnected_replays_from_the_join(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    post(alice, "before bob")
+    s = open_stream(bob, "/api/stream")
+    cursor = s.next().id
+    s.close()
+    bob.post("/api/rooms/general/join")
+    post(alice, "while bob was away")
+    s = open_stream(bob, "/api/stream", **{"Last-Event-ID": cursor})
+    s.next()
+    frame = s.next()
+    assert frame.json()["text"] == "while bob was away"
+    s.close()
+
+
+def test_stream_permissions(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    alice.post("/api/rooms", json={"name": "secret", "private": True})
+    assert bob.get("/api/rooms/general/stream").status_code == 403
+    assert bob.get("/api/rooms/secret/stream").status_code == 404
+    r = bob.get("/api/users/alice/stream")
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "forbidden"
+    r = alice.client.get(f"/api/rooms/general/stream?access_token={alice.token}",
+                         buffered=False)
+    assert r.status_code == 200
+    r.close()
+    r = alice.client.get("/api/rooms/general/stream?access_token=chat_bad_token")
+    assert r.status_code == 401
+
+
+def test_admin_may_read_a_users_stream(app, client, runner, make_user):
+    make_user("alice")
+    runner.invoke(args=["create-user", "root", "--admin", "--password", "password123"])
+    token = runner.invoke(args=["create-token", "root"]).stdout.strip()
+    r = client.get("/api/users/alice/stream", headers={"Authorization": f"Bearer {token}"},
+                   buffered=False)
+    s = ClientStream(r)
+    assert s.next().json()["channel"] == "user:alice"
+    s.close()
+    r = client.get("/api/users/nobody/stream", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 404
+
+
+def test_revoking_a_token_ends_its_open_streams(room):
+    r = room.post("/api/tokens", json={"name": "script"})
+    script = r.get_json()
+    resp = room.client.get(f"/api/rooms/general/stream?access_token={script['token']}",
+                           buffered=False)
+    s = ClientStream(resp)
+    assert s.next().event == "ready"
+    assert room.delete(f"/api/tokens/{script['id']}").status_code == 204
+    assert s.next(max_chunks=3) is None
+    assert s.ended
+    s.close()
+
+
+def test_shutdown_ends_streams_cleanly(app, room):
+    s = open_stream(room, "/api/rooms/general/stream")
+    s.next()
+    app.extensions["chat"].hub.shutdown()
+    assert s.next(max_chunks=3) is None and s.ended
+    s.close()
