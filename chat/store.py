@@ -54,8 +54,15 @@ class Store:
             session.commit()
 
     def create_all(self) -> None:
-        """Create missing tables (idempotent)."""
-        Base.metadata.create_all(self.engine)
+        """Create missing tables (idempotent, and safe when several processes start at
+        once: on SQLite the check and the creation share one write transaction)."""
+        if not self.is_sqlite:
+            Base.metadata.create_all(self.engine)
+            return
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            with conn.begin():
+                Base.metadata.create_all(conn)
 
     def ping(self) -> None:
         """Raise if the database does not answer."""
