@@ -8,6 +8,8 @@ and sorted by channel id, for example `1.0_2.rs_a.1`.
 from __future__ import annotations
 
 import re
+from bisect import insort
+from collections.abc import Mapping
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PAIR = re.compile(r"^([0-9a-z]{1,12})\.([0-9a-z]{1,12})$")
@@ -28,9 +30,42 @@ def _b36(number: int) -> str:
     return "".join(reversed(digits))
 
 
-def encode_positions(positions: dict[int, int]) -> str:
+def encode_positions(positions: Mapping[int, int]) -> str:
     """Encode {channel id: seq} as a multi-channel cursor."""
     return "_".join(f"{_b36(cid)}.{_b36(seq)}" for cid, seq in sorted(positions.items()))
+
+
+class Positions(dict[int, int]):
+    """{channel id: seq} that keeps its cursor text up to date one pair at a time, as a
+    stream re-encodes it for every event it sends."""
+
+    def __init__(self, initial: Mapping[int, int] | None = None) -> None:
+        super().__init__()
+        self._pairs: dict[int, str] = {}
+        self._order: list[int] = []
+        for cid, seq in (initial or {}).items():
+            self[cid] = seq
+
+    def __setitem__(self, cid: int, seq: int) -> None:
+        if cid not in self:
+            insort(self._order, cid)
+        super().__setitem__(cid, seq)
+        self._pairs[cid] = f"{_b36(cid)}.{_b36(seq)}"
+
+    def __delitem__(self, cid: int) -> None:
+        super().__delitem__(cid)
+        self._order.remove(cid)
+        del self._pairs[cid]
+
+    def pop(self, cid: int, *default: int) -> int:  # type: ignore[override]
+        if cid in self:
+            seq = self[cid]
+            del self[cid]
+            return seq
+        return super().pop(cid, *default)
+
+    def encode(self) -> str:
+        return "_".join([self._pairs[cid] for cid in self._order])
 
 
 def decode_positions(cursor: str) -> dict[int, int]:

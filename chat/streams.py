@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 
 from . import timeline
 from .auth import require_principal
-from .cursor import encode_positions
+from .cursor import Positions
 from .extension import chat_extension
 from .hub import Control, Hub, LiveEvent, Subscriber, Sync
 from .service import StreamPlan
@@ -76,7 +76,7 @@ class Stream:
         self.store = store
         self.heartbeat = float(config["CHAT_HEARTBEAT_SECONDS"])
         self.retry_ms = int(config["CHAT_RETRY_MS"])
-        self.positions = dict(plan.positions)
+        self.positions = Positions(plan.positions)
         self.names = dict(plan.names)
         self.sub = Subscriber(max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
                               credential_key=plan.credential_key, user_id=plan.user_id,
@@ -85,7 +85,7 @@ class Stream:
     def cursor(self) -> str:
         if self.plan.single:
             return str(next(iter(self.positions.values())))
-        return encode_positions(self.positions)
+        return self.positions.encode()
 
     def frames(self) -> Iterator[bytes]:
         sub = self.sub
@@ -154,7 +154,7 @@ class Stream:
         if self.plan.single:
             yield event.frame()
         else:
-            yield event.body + encode_id(encode_positions(self.positions)) + b"\n"
+            yield event.body + encode_id(self.positions.encode()) + b"\n"
 
     def _catch_up(self, channel_ids: list[int]) -> Iterator[bytes]:
         """Send what the store holds past this stream's positions: each channel in seq

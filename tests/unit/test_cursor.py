@@ -41,3 +41,17 @@ def test_seq_round_trip():
 def test_malformed_seq_raises(bad):
     with pytest.raises(CursorError):
         decode_seq(bad)
+
+
+def test_positions_keep_their_cursor_in_step():
+    from chat.cursor import Positions
+
+    positions = Positions({5: 1, 2: 0})
+    assert positions.encode() == encode_positions({5: 1, 2: 0}) == "2.0_5.1"
+    positions[5] = 40
+    positions[1] = 7
+    assert positions.encode() == encode_positions(dict(positions)) == "1.7_2.0_5.14"
+    assert positions.pop(2) == 0
+    assert positions.pop(99, None) is None
+    assert positions.encode() == "1.7_5.14"
+    assert decode_positions(positions.encode()) == {1: 7, 5: 40}
