@@ -25,10 +25,17 @@ preload_app = False
 
 def on_starting(server):
     """Refuse a setup that would silently lose messages or run out of descriptors."""
-    if server.cfg.workers > 1 and not os.environ.get("REDIS_URL"):
+    redis_url = os.environ.get("REDIS_URL", "")
+    if server.cfg.workers > 1 and (not redis_url or redis_url.startswith("memory:")):
         raise SystemExit(
             "chat: more than one worker needs REDIS_URL; the in-process broker cannot "
             "reach other workers. Set REDIS_URL or run --workers 1."
+        )
+    database_url = os.environ.get("DATABASE_URL", "")
+    if server.cfg.workers > 1 and (not database_url or database_url.startswith("sqlite")):
+        raise SystemExit(
+            "chat: SQLite serves one worker (its lock waits would freeze the others); "
+            "use PostgreSQL (DATABASE_URL) for more workers, or run --workers 1."
         )
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = server.cfg.worker_connections + 256

@@ -39,7 +39,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     broker = create_broker(app.config["REDIS_URL"], app.config["CHAT_REDIS_HEALTH_SECONDS"])
     service = ChatService(store, broker, app.config)
     hub = Hub(broker, service.heads, resync_seconds=app.config["CHAT_RESYNC_SECONDS"],
-              write_timeout=app.config["CHAT_WRITE_TIMEOUT_SECONDS"])
+              write_timeout=app.config["CHAT_WRITE_TIMEOUT_SECONDS"],
+              check_access=service.stale_streams,
+              access_seconds=app.config["CHAT_ACCESS_CHECK_SECONDS"])
     app.extensions["chat"] = ChatExtension(store=store, broker=broker, hub=hub, service=service)
 
     errors.init_app(app)

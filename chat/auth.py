@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
@@ -62,7 +63,8 @@ def _check_same_origin() -> None:
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise ApiError(403, "cross_site_request", "Cross-site requests are not allowed.")
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/") != request.host_url.rstrip("/"):
+    # Hosts, not schemes: behind a proxy that ends TLS the app sees http, the page https.
+    if origin is not None and urlsplit(origin).netloc != request.host:
         raise ApiError(403, "cross_site_request", "Cross-site requests are not allowed.")
 
 

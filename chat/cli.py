@@ -32,10 +32,12 @@ def init_db() -> None:
 @with_appcontext
 def create_user(name: str, admin: bool, password: str | None) -> None:
     """Create a user."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise click.BadParameter("1-32 characters of a-z, 0-9, '_', '.', '-'", param_hint="NAME")
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.BadParameter("at least 8 characters", param_hint="--password")
     store = chat_extension().store
     store.create_all()
     with store.write() as s:

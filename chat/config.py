@@ -26,6 +26,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "CHAT_CLIENT_QUEUE_SIZE": (512, int),
     "CHAT_WRITE_TIMEOUT_SECONDS": (30.0, float),
     "CHAT_RESYNC_SECONDS": (5.0, float),
+    "CHAT_ACCESS_CHECK_SECONDS": (60.0, float),
     "CHAT_PASSWORD_HASH": ("scrypt", str),
     "CHAT_SECURE_COOKIES": (False, _bool),
     "CHAT_SESSION_DAYS": (30, int),
@@ -45,7 +46,7 @@ def load_config(
         config.update(overrides)
     if not config["DATABASE_URL"]:
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "chat.db")
-    if config["REDIS_URL"] in ("", "memory://"):
+    if not config["REDIS_URL"] or config["REDIS_URL"].startswith("memory:"):
         config["REDIS_URL"] = None
     config["MAX_CONTENT_LENGTH"] = max(1 << 20, config["CHAT_MAX_MESSAGE_BYTES"] * 8)
     return config

@@ -76,6 +76,7 @@ class Subscriber:
     max_queue: int
     credential_key: str | None = None
     user_id: int | None = None
+    room_id: int | None = None  # set for a one-room stream: it needs that membership
     sock: socket.socket | None = None
     channels: set[str] = field(default_factory=set)
     queue: deque[Any] = field(default_factory=deque)
@@ -124,6 +125,8 @@ class Subscriber:
 
 
 HeadsReader = Callable[[list[int]], dict[int, int]]
+# Given streams, returns those whose credential or membership no longer holds.
+AccessChecker = Callable[[list[Subscriber]], Iterable[Subscriber]]
 
 
 class Hub:
@@ -135,9 +138,15 @@ class Hub:
         heads: HeadsReader,
         resync_seconds: float = 5.0,
         write_timeout: float = 30.0,
+        check_access: AccessChecker | None = None,
+        access_seconds: float = 60.0,
+        background: bool = True,
     ) -> None:
         self.broker = broker
         self._heads = heads
+        self._check_access = check_access
+        self.access_seconds = access_seconds
+        self._last_access_check = time.monotonic()
         self.resync_seconds = resync_seconds
         self.write_timeout = write_timeout
         self._lock = threading.RLock()
@@ -145,7 +154,8 @@ class Hub:
         self._channel_ids: dict[str, int] = {}
         self._seen: dict[str, int] = {}
         self._subscribers: set[Subscriber] = set()
-        self._started = False
+        # Without background (unit tests), sweep() runs only when called.
+        self._started = not background
         self._closing = False
         self.slow_clients_dropped = 0
         broker.bind(self._on_message, self._on_reconnect)
@@ -270,12 +280,19 @@ class Hub:
         if control.op == "end_credential":
             self.end_credential(str(control.args.get("key_id")), "revoked")
             return
+        if control.op == "member_left":
+            for sub in list(self._by_channel.get(control.channel, ())):
+                if sub.room_id is not None and sub.user_id == control.args.get("user_id"):
+                    sub.end("left_room")
+            return
         for sub in list(self._by_channel.get(control.channel, ())):
             sub.push(control)
 
     def _on_reconnect(self) -> None:
         for sub in list(self._subscribers):
             sub.push(SYNC)
+        # A revocation or a leave may have been published while the broker was away.
+        self._last_access_check = 0.0
 
     # -- housekeeping ---------------------------------------------------------------------
 
@@ -298,6 +315,12 @@ class Hub:
                 log.info("hub: dropping a stream whose write is stuck")
                 sub.abort("write_timeout")
                 self.slow_clients_dropped += 1
+        if self._check_access is not None and now - self._last_access_check >= \
+                self.access_seconds:
+            self._last_access_check = now
+            subs = [sub for sub in list(self._subscribers) if not sub.closed]
+            for sub in self._check_access(subs) if subs else ():
+                sub.end("access_revoked")
         if self.resync_seconds <= 0 or now - self._last_resync < self.resync_seconds:
             return
         self._last_resync = now

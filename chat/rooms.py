@@ -58,7 +58,7 @@ def post_message(room: str) -> tuple[Response, int]:
     body = v.read_body(form_ok=True)
     text = message_text(body)
     key = v.string(body, "client_msg_id", required=False, max_length=64)
-    if key is None and request.headers.get("Idempotency-Key"):
+    if not key and request.headers.get("Idempotency-Key"):
         key = v.string({"Idempotency-Key": request.headers["Idempotency-Key"]},
                        "Idempotency-Key", max_length=64)
     message, created = chat_service().post_message(

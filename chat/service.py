@@ -21,8 +21,8 @@ from .accounts import Principal
 from .broker import Broker
 from .cursor import CursorError, decode_positions, decode_seq, encode_positions, encode_seq
 from .errors import ApiError
-from .hub import BROKER_PREFIX, CONTROL_CHANNEL, pack
-from .models import Channel, Credential, Event, Membership, User
+from .hub import BROKER_PREFIX, CONTROL_CHANNEL, Subscriber, pack
+from .models import Channel, Credential, Event, Membership, User, utcnow
 from .store import Store
 from .timeline import StoredEvent, iso
 
@@ -217,6 +217,7 @@ class ChatService:
             assert membership is not None
             s.delete(membership)
         self._control(f"user:{principal.username}", op="leave", channel=f"room:{name}")
+        self._control(f"room:{name}", op="member_left", user_id=principal.user_id)
 
     def add_member(self, principal: Principal, name: str, username: str) -> dict[str, object]:
         with self.store.write() as s:
@@ -362,11 +363,39 @@ class ChatService:
             plan.positions = wanted
         return plan
 
-    # -- health ---------------------------------------------------------------------------
+    # -- housekeeping for the hub -----------------------------------------------------------
+
+    def stale_streams(self, subs: list[Subscriber]) -> list[Subscriber]:
+        """The streams whose credential was revoked or expired, or whose room membership
+        is gone: the backstop for a revocation or leave the broker did not deliver."""
+        keys = {sub.credential_key for sub in subs if sub.credential_key}
+        pairs = {(sub.user_id, sub.room_id) for sub in subs if sub.room_id is not None}
+        with self.store.read() as s:
+            live_keys: set[str] = set()
+            for chunk in _chunks(sorted(keys), 500):
+                live_keys.update(s.scalars(
+                    select(Credential.key_id).where(
+                        Credential.key_id.in_(chunk),
+                        or_(Credential.expires_at.is_(None), Credential.expires_at > utcnow()),
+                    )
+                ))
+            members: set[tuple[int, int]] = set()
+            for chunk in _chunks(sorted({room for _, room in pairs}), 500):
+                members.update((u, c) for u, c in s.execute(
+                    select(Membership.user_id, Membership.channel_id)
+                    .where(Membership.channel_id.in_(chunk))
+                ))
+        return [sub for sub in subs
+                if (sub.credential_key and sub.credential_key not in live_keys)
+                or (sub.room_id is not None and (sub.user_id, sub.room_id) not in members)]
 
     def heads(self, channel_ids: list[int]) -> dict[int, int]:
         with self.store.read() as s:
             return timeline.heads(s, channel_ids)
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _room_view(channel: Channel, *, member: bool, unread: int) -> dict[str, object]:

@@ -80,6 +80,7 @@ class Stream:
         self.names = dict(plan.names)
         self.sub = Subscriber(max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
                               credential_key=plan.credential_key, user_id=plan.user_id,
+                              room_id=next(iter(plan.positions)) if plan.single else None,
                               sock=sock)
 
     def cursor(self) -> str:
@@ -161,7 +162,7 @@ class Stream:
         order, channels interleaved in the order their events were stored."""
         with self.store.read() as s:
             heads = timeline.heads(s, channel_ids)
-        while True:
+        while not self.sub.closed:
             behind = [cid for cid in channel_ids
                       if cid in self.positions and self.positions[cid] < heads.get(cid, 0)]
             if not behind:

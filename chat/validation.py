@@ -9,7 +9,7 @@ from flask import request
 
 from .errors import ApiError
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 
 
 def read_body(form_ok: bool = False, empty_ok: bool = False) -> dict[str, Any]:
@@ -64,14 +64,14 @@ def string(
 
 def name(body: dict[str, Any], field: str = "name") -> str:
     """A user or room name, by the naming rule."""
-    value = string(body, field, max_length=64)
+    value = string(body, field, max_length=1000, strip=False)
     assert value is not None
     return check_name(value, field)
 
 
 def check_name(value: str, field: str = "name") -> str:
     """Raise unless value is a valid user or room name."""
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ApiError(
             400,
             "invalid_name",

@@ -132,3 +132,20 @@ def test_cli_create_user_and_token(app, runner):
 def test_cli_init_db(runner):
     r = runner.invoke(args=["init-db"])
     assert r.exit_code == 0
+
+
+def test_origin_is_compared_by_host_so_a_tls_proxy_works(client):
+    client.post("/api/users", json={"username": "alice", "password": "password123"})
+    client.post("/api/session", json={"username": "alice", "password": "password123"})
+    r = client.post("/api/rooms", json={"name": "x"}, headers={"Origin": "https://localhost"})
+    assert r.status_code == 201
+    r = client.post("/api/rooms", json={"name": "y"},
+                    headers={"Origin": "https://localhost.evil.example"})
+    assert r.status_code == 403
+
+
+def test_names_with_a_trailing_newline_are_refused(client, runner):
+    r = client.post("/api/users", json={"username": "bob\n", "password": "password123"})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_name"
+    assert runner.invoke(args=["create-user", "bob\n", "--password", "password123"]).exit_code
+    assert runner.invoke(args=["create-user", "bob", "--password", "short"]).exit_code

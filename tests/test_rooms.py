@@ -216,3 +216,11 @@ def test_oversized_body_is_413_json(make_user):
     r = alice.post("/api/rooms/general/messages", json={"text": "x" * (4 << 20)})
     assert r.status_code == 413
     assert "error" in r.get_json()
+
+
+def test_empty_client_msg_id_falls_back_to_the_idempotency_key(make_user):
+    alice = make_user("alice")
+    alice.post("/api/rooms", json={"name": "general"})
+    statuses = [alice.post("/api/rooms/general/messages", json={"text": "x", "client_msg_id": ""},
+                           headers={"Idempotency-Key": "k"}).status_code for _ in range(2)]
+    assert statuses == [201, 200]

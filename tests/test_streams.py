@@ -228,3 +228,59 @@ def test_shutdown_ends_streams_cleanly(app, room):
     app.extensions["chat"].hub.shutdown()
     assert s.next(max_chunks=3) is None and s.ended
     s.close()
+
+
+def test_leaving_a_room_ends_its_open_room_stream(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    s = open_stream(bob, "/api/rooms/general/stream")
+    other = open_stream(alice, "/api/rooms/general/stream")
+    assert s.next().event == "ready" and other.next().event == "ready"
+    bob.post("/api/rooms/general/leave")
+    post(alice, "bob should not see this")
+    assert s.next(max_chunks=3) is None and s.ended
+    assert other.next().json()["text"] == "bob should not see this"
+    s.close()
+    other.close()
+
+
+def test_access_check_ends_streams_whose_revocation_was_never_delivered(app, make_user):
+    from sqlalchemy import delete
+
+    from chat.models import Credential, Membership
+
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    a = open_stream(alice, "/api/stream")
+    b = open_stream(bob, "/api/rooms/general/stream")
+    keep = open_stream(alice, "/api/rooms/general/stream")
+    for s in (a, b, keep):
+        assert s.next().event == "ready"
+    ext = app.extensions["chat"]
+    alice_key = alice.token.split("_")[1]
+    # Straight to the store: no control message reaches the hub.
+    with ext.store.write() as s:
+        s.execute(delete(Credential).where(Credential.key_id == alice_key))
+        s.execute(delete(Membership).where(Membership.user_id == 2))
+    ext.hub._last_access_check = 0.0
+    ext.hub.sweep()
+    assert a.next(max_chunks=3) is None and a.ended
+    assert b.next(max_chunks=3) is None and b.ended
+    assert keep.next(max_chunks=3) is None and keep.ended  # alice's token is gone too
+    for s in (a, b, keep):
+        s.close()
+
+
+def test_access_check_keeps_streams_that_are_still_allowed(app, make_user):
+    alice = make_user("alice")
+    alice.post("/api/rooms", json={"name": "general"})
+    s = open_stream(alice, "/api/rooms/general/stream")
+    assert s.next().event == "ready"
+    hub = app.extensions["chat"].hub
+    hub._last_access_check = 0.0
+    hub.sweep()
+    post(alice, "still here")
+    assert s.next().json()["text"] == "still here"
+    s.close()

@@ -25,7 +25,8 @@ class RecordingBroker(MemoryBroker):
 
 def make_hub(heads=None):
     broker = RecordingBroker()
-    hub = Hub(broker, heads or (lambda ids: {}), resync_seconds=0)
+    hub = Hub(broker, heads or (lambda ids: {}), resync_seconds=0, background=False)
+    broker.subscribe(["chat:_control"])
     return broker, hub
 
 
