@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from . import accounts, timeline
 from .accounts import Principal
 from .broker import Broker
-from .cursor import CursorError, decode_positions, decode_seq, encode_positions, encode_seq
+from .cursor import CursorError, decode_positions, decode_seq
 from .errors import ApiError
 from .hub import BROKER_PREFIX, CONTROL_CHANNEL, Subscriber, pack
 from .models import Channel, Credential, Event, Membership, User, utcnow
@@ -44,11 +44,6 @@ class StreamPlan:
     user_id: int
     reset_reason: str | None = None
     names: dict[int, str] = field(default_factory=dict)
-
-    def cursor(self) -> str:
-        if self.single:
-            return encode_seq(next(iter(self.positions.values())))
-        return encode_positions(self.positions)
 
 
 class ChatService:

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, request
 
 from . import timeline
 from .auth import require_principal
-from .cursor import Positions
+from .cursor import Positions, encode_seq
 from .extension import chat_extension
 from .hub import Control, Hub, LiveEvent, Subscriber, Sync
 from .service import StreamPlan
@@ -85,7 +85,7 @@ class Stream:
 
     def cursor(self) -> str:
         if self.plan.single:
-            return str(next(iter(self.positions.values())))
+            return encode_seq(next(iter(self.positions.values())))
         return self.positions.encode()
 
     def frames(self) -> Iterator[bytes]:
