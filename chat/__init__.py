@@ -40,6 +40,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     service = ChatService(store, broker, app.config)
     hub = Hub(broker, service.heads, resync_seconds=app.config["CHAT_RESYNC_SECONDS"],
               write_timeout=app.config["CHAT_WRITE_TIMEOUT_SECONDS"],
+              heartbeat=app.config["CHAT_HEARTBEAT_SECONDS"],
               check_access=service.stale_streams,
               access_seconds=app.config["CHAT_ACCESS_CHECK_SECONDS"])
     app.extensions["chat"] = ChatExtension(store=store, broker=broker, hub=hub, service=service)

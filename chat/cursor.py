@@ -39,23 +39,26 @@ class Positions(dict[int, int]):
     """{channel id: seq} that keeps its cursor text up to date one pair at a time, as a
     stream re-encodes it for every event it sends."""
 
+    __slots__ = ("_pairs", "_order")
+
     def __init__(self, initial: Mapping[int, int] | None = None) -> None:
-        super().__init__()
-        self._pairs: dict[int, str] = {}
+        super().__init__(initial or {})
+        # Built on the first encode(): a one-room stream never needs them.
+        self._pairs: dict[int, str] | None = None
         self._order: list[int] = []
-        for cid, seq in (initial or {}).items():
-            self[cid] = seq
 
     def __setitem__(self, cid: int, seq: int) -> None:
-        if cid not in self:
-            insort(self._order, cid)
+        if self._pairs is not None:
+            if cid not in self:
+                insort(self._order, cid)
+            self._pairs[cid] = f"{_b36(cid)}.{_b36(seq)}"
         super().__setitem__(cid, seq)
-        self._pairs[cid] = f"{_b36(cid)}.{_b36(seq)}"
 
     def __delitem__(self, cid: int) -> None:
         super().__delitem__(cid)
-        self._order.remove(cid)
-        del self._pairs[cid]
+        if self._pairs is not None:
+            self._order.remove(cid)
+            del self._pairs[cid]
 
     def pop(self, cid: int, *default: int) -> int:  # type: ignore[override]
         if cid in self:
@@ -65,6 +68,9 @@ class Positions(dict[int, int]):
         return super().pop(cid, *default)
 
     def encode(self) -> str:
+        if self._pairs is None:
+            self._order = sorted(self)
+            self._pairs = {cid: f"{_b36(cid)}.{_b36(seq)}" for cid, seq in self.items()}
         return "_".join([self._pairs[cid] for cid in self._order])
 
 

@@ -69,6 +69,24 @@ class Sync:
 SYNC = Sync()
 
 
+def _event_type() -> type[Any]:
+    """gevent's own Event where gevent is patched in: lighter and faster to wake than the
+    patched threading.Event, and every idle stream waits on one."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return threading.Event
+    if monkey.is_module_patched("threading"):
+        from gevent.event import Event
+
+        return Event
+    return threading.Event
+
+
+_EVENT = _event_type()
+_QUEUE_CREATION = threading.Lock()
+
+
 @dataclass(eq=False, slots=True)
 class Subscriber:
     """The hub's side of one stream connection: its channels and its bounded queue."""
@@ -79,39 +97,52 @@ class Subscriber:
     room_id: int | None = None  # set for a one-room stream: it needs that membership
     sock: socket.socket | None = None
     channels: set[str] = field(default_factory=set)
-    queue: deque[Any] = field(default_factory=deque)
-    wakeup: threading.Event = field(default_factory=threading.Event)
+    # Made on the first push: an idle stream does without one.
+    queue: deque[Any] | None = None
+    wakeup: Any = field(default_factory=_EVENT)
     closed: bool = False
     close_reason: str = ""
     write_started: float = 0.0
+    # When the stream last wrote; the hub's sweeper wakes it when a heartbeat is due, so an
+    # idle stream waits with no timer of its own.
+    last_write: float = field(default_factory=time.monotonic)
 
     def push(self, item: Any) -> bool:
         """Queue an item; a full queue means the client stopped reading: cut it (it will
         resume from the store). Returns False if this push dropped the stream."""
         if self.closed:
             return True
-        if len(self.queue) >= self.max_queue:
+        queue = self.queue
+        if queue is None:
+            with _QUEUE_CREATION:
+                if self.queue is None:
+                    self.queue = deque()
+            queue = self.queue
+        if len(queue) >= self.max_queue:
             self.abort("slow_client")
             return False
-        self.queue.append(item)
+        queue.append(item)
         self.wakeup.set()
         return True
 
-    def take(self, timeout: float) -> list[Any]:
-        """Wait up to timeout for items; return all queued ones (maybe none)."""
+    def take(self, timeout: float | None = None) -> list[Any]:
+        """Wait (up to timeout, if given) for a wake-up; return all queued items (maybe
+        none: a heartbeat may be due)."""
         if not self.queue:
             self.wakeup.wait(timeout)
         self.wakeup.clear()
+        queue = self.queue
         items = []
-        while self.queue:
-            items.append(self.queue.popleft())
+        while queue:
+            items.append(queue.popleft())
         return items
 
     def end(self, reason: str) -> None:
         """Finish the stream cleanly at its next wake-up (a complete response)."""
         self.closed = True
         self.close_reason = reason
-        self.queue.clear()
+        if self.queue is not None:
+            self.queue.clear()
         self.wakeup.set()
 
     def abort(self, reason: str) -> None:
@@ -138,6 +169,7 @@ class Hub:
         heads: HeadsReader,
         resync_seconds: float = 5.0,
         write_timeout: float = 30.0,
+        heartbeat: float = 15.0,
         check_access: AccessChecker | None = None,
         access_seconds: float = 60.0,
         background: bool = True,
@@ -149,6 +181,7 @@ class Hub:
         self._last_access_check = time.monotonic()
         self.resync_seconds = resync_seconds
         self.write_timeout = write_timeout
+        self.heartbeat = heartbeat
         self._lock = threading.RLock()
         self._by_channel: dict[str, set[Subscriber]] = {}
         self._channel_ids: dict[str, int] = {}
@@ -297,8 +330,11 @@ class Hub:
     # -- housekeeping ---------------------------------------------------------------------
 
     def _sweep_forever(self) -> None:
+        tick = min(1.0, self.heartbeat / 2)
+        if self.resync_seconds > 0:
+            tick = min(tick, self.resync_seconds)
         while not self._closing:
-            time.sleep(min(self.resync_seconds, 1.0) if self.resync_seconds > 0 else 1.0)
+            time.sleep(tick)
             try:
                 self.sweep()
             except Exception:
@@ -307,14 +343,18 @@ class Hub:
     _last_resync = 0.0
 
     def sweep(self) -> None:
-        """Drop streams whose write is stuck; catch up channels whose store moved past what
-        the broker delivered (a publish lost to a broker outage or a crashed worker)."""
+        """Wake streams that owe a heartbeat; drop streams whose write is stuck; catch up
+        channels whose store moved past what the broker delivered (a publish lost to a
+        broker outage or a crashed worker); end streams that lost their access."""
         now = time.monotonic()
         for sub in list(self._subscribers):
-            if sub.write_started and now - sub.write_started > self.write_timeout:
-                log.info("hub: dropping a stream whose write is stuck")
-                sub.abort("write_timeout")
-                self.slow_clients_dropped += 1
+            if sub.write_started:
+                if now - sub.write_started > self.write_timeout:
+                    log.info("hub: dropping a stream whose write is stuck")
+                    sub.abort("write_timeout")
+                    self.slow_clients_dropped += 1
+            elif now - sub.last_write >= self.heartbeat:
+                sub.wakeup.set()
         if self._check_access is not None and now - self._last_access_check >= \
                 self.access_seconds:
             self._last_access_check = now

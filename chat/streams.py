@@ -63,15 +63,23 @@ def _respond(plan: StreamPlan) -> Response:
     response = Response(stream.frames(), status=200, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
+    # The generator already yields bytes: hand it to the server as it is, without the
+    # two wrapping iterators werkzeug adds. Every idle stream's greenlet keeps a copy of
+    # its C stack, and each wrapper level makes that copy deeper.
+    response.direct_passthrough = True
     return response
 
 
 class Stream:
     """One client's stream: its positions per channel and the frames it is owed."""
 
+    __slots__ = ("plan", "single", "hub", "store", "heartbeat", "retry_ms", "positions",
+                 "names", "sub")
+
     def __init__(self, plan: StreamPlan, hub: Hub, store: Store, config: Any,
                  sock: Any = None) -> None:
-        self.plan = plan
+        self.plan: StreamPlan | None = plan  # needed until the ready event is sent
+        self.single = plan.single
         self.hub = hub
         self.store = store
         self.heartbeat = float(config["CHAT_HEARTBEAT_SECONDS"])
@@ -84,7 +92,7 @@ class Stream:
                               sock=sock)
 
     def cursor(self) -> str:
-        if self.plan.single:
+        if self.single:
             return encode_seq(next(iter(self.positions.values())))
         return self.positions.encode()
 
@@ -95,39 +103,45 @@ class Stream:
             yield encode_comment("stream open") + f"retry: {self.retry_ms}\n\n".encode()
             if self.hub.closing:
                 return
-            self.hub.attach(sub, self.plan.channels)
-            head = [self._ready()]
-            if self.plan.reset_reason:
-                head.append(encode_event("reset", json.dumps(
-                    {"reason": self.plan.reset_reason, "cursor": self.cursor()}),
-                    self.cursor()))
-            yield b"".join(head)
+            yield self._start()
             yield from self._catch_up(list(self.positions))
-            last_write = time.monotonic()
+            sub.last_write = time.monotonic()
             while not sub.closed:
-                wait = self.heartbeat - (time.monotonic() - last_write)
-                items = sub.take(max(0.0, wait)) if wait > 0 else []
+                # No timeout: the hub wakes this stream for events and for heartbeats.
+                items = sub.take()
                 if sub.closed:
                     break
-                chunks = list(self._handle(items)) if items else []
-                if not chunks:
-                    if time.monotonic() - last_write < self.heartbeat:
+                if len(items) == 1 and type(items[0]) is LiveEvent:
+                    chunk = self._live_one(items[0])
+                else:
+                    chunk = b"".join(self._handle(items))
+                if not chunk:
+                    if time.monotonic() - sub.last_write < self.heartbeat:
                         continue
-                    chunks = [b":\n\n"]
+                    chunk = b":\n\n"
                 # The hub's sweeper cuts a stream whose write stays blocked too long.
                 sub.write_started = time.monotonic()
-                yield b"".join(chunks)
+                yield chunk
+                sub.last_write = time.monotonic()
                 sub.write_started = 0.0
-                last_write = time.monotonic()
         finally:
             self.hub.detach(sub)
 
-    def _ready(self) -> bytes:
+    def _start(self) -> bytes:
+        """Subscribe, then the `ready` frame (and `reset` where the cursor was no good);
+        the plan is let go, as an idle stream should hold as little as it can."""
+        plan, self.plan = self.plan, None
+        assert plan is not None
+        self.hub.attach(self.sub, plan.channels)
         cursor = self.cursor()
-        data = {"cursor": cursor, "rooms": self.plan.ready_rooms}
-        if self.plan.user_channel:
-            data["channel"] = self.plan.user_channel
-        return encode_event("ready", json.dumps(data), cursor)
+        data: dict[str, Any] = {"cursor": cursor, "rooms": plan.ready_rooms}
+        if plan.user_channel:
+            data["channel"] = plan.user_channel
+        frames = [encode_event("ready", json.dumps(data), cursor)]
+        if plan.reset_reason:
+            frames.append(encode_event(
+                "reset", json.dumps({"reason": plan.reset_reason, "cursor": cursor}), cursor))
+        return b"".join(frames)
 
     def _handle(self, items: list[Any]) -> Iterable[bytes]:
         for item in items:
@@ -137,6 +151,17 @@ class Stream:
                 yield from self._catch_up(list(self.positions))
             elif isinstance(item, Control):
                 yield from self._control(item)
+
+    def _live_one(self, event: LiveEvent) -> bytes:
+        """The common case, one live event in order, without the generator machinery."""
+        cid = event.channel_id
+        if event.seq is not None and cid is not None and \
+                event.seq == self.positions.get(cid, -2) + 1:
+            self.positions[cid] = event.seq
+            if self.single:
+                return event.frame()
+            return event.body + encode_id(self.positions.encode()) + b"\n"
+        return b"".join(self._live(event))
 
     def _live(self, event: LiveEvent) -> Iterable[bytes]:
         if event.seq is None:  # ephemeral: no position, no id
@@ -152,7 +177,7 @@ class Stream:
             yield from self._catch_up([cid])
             return
         self.positions[cid] = event.seq
-        if self.plan.single:
+        if self.single:
             yield event.frame()
         else:
             yield event.body + encode_id(self.positions.encode()) + b"\n"
@@ -187,7 +212,7 @@ class Stream:
                 self.hub.note_position(self.names[cid], self.positions[cid])
 
     def _control(self, control: Control) -> Iterable[bytes]:
-        if self.plan.single:
+        if self.single:
             return
         channel = str(control.args.get("channel", ""))
         if control.op == "join" and channel.startswith("room:"):

@@ -162,3 +162,16 @@ def test_shutdown_ends_every_stream():
     hub.shutdown()
     assert all(s.closed and s.close_reason == "shutdown" for s in subs)
     assert hub.closing
+
+
+def test_sweep_wakes_streams_that_owe_a_heartbeat():
+    broker, hub = make_hub()
+    hub.heartbeat = 10.0
+    due, fresh = Subscriber(max_queue=10), Subscriber(max_queue=10)
+    hub.attach(due, {"room:a": 1})
+    hub.attach(fresh, {"room:a": 1})
+    due.last_write -= 11.0
+    hub.sweep()
+    assert due.wakeup.is_set() and not fresh.wakeup.is_set()
+    assert due.take(0) == []  # woken with nothing queued: the stream writes a heartbeat
+    hub.shutdown()
