@@ -45,10 +45,10 @@ class Positions(dict[int, int]):
         super().__init__(initial or {})
         # Built on the first encode(): a one-room stream never needs them.
         self._pairs: dict[int, str] | None = None
-        self._order: list[int] = []
+        self._order: list[int] | None = None
 
     def __setitem__(self, cid: int, seq: int) -> None:
-        if self._pairs is not None:
+        if self._pairs is not None and self._order is not None:
             if cid not in self:
                 insort(self._order, cid)
             self._pairs[cid] = f"{_b36(cid)}.{_b36(seq)}"
@@ -56,7 +56,7 @@ class Positions(dict[int, int]):
 
     def __delitem__(self, cid: int) -> None:
         super().__delitem__(cid)
-        if self._pairs is not None:
+        if self._pairs is not None and self._order is not None:
             self._order.remove(cid)
             del self._pairs[cid]
 
@@ -68,10 +68,11 @@ class Positions(dict[int, int]):
         return super().pop(cid, *default)
 
     def encode(self) -> str:
-        if self._pairs is None:
+        if self._pairs is None or self._order is None:
             self._order = sorted(self)
             self._pairs = {cid: f"{_b36(cid)}.{_b36(seq)}" for cid, seq in self.items()}
-        return "_".join([self._pairs[cid] for cid in self._order])
+        pairs = self._pairs
+        return "_".join([pairs[cid] for cid in self._order])
 
 
 def decode_positions(cursor: str) -> dict[int, int]:

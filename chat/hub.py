@@ -96,7 +96,8 @@ class Subscriber:
     user_id: int | None = None
     room_id: int | None = None  # set for a one-room stream: it needs that membership
     sock: socket.socket | None = None
-    channels: set[str] = field(default_factory=set)
+    # A tuple: most streams have one or a few channels, and it changes rarely.
+    channels: tuple[str, ...] = ()
     # Made on the first push: an idle stream does without one.
     queue: deque[Any] | None = None
     wakeup: Any = field(default_factory=_EVENT)
@@ -214,7 +215,7 @@ class Hub:
             for name, cid in channels.items():
                 if name in sub.channels:
                     continue
-                sub.channels.add(name)
+                sub.channels += (name,)
                 self._channel_ids[name] = cid
                 subs = self._by_channel.setdefault(name, set())
                 if not subs:
@@ -230,7 +231,7 @@ class Hub:
             for name in names:
                 if name not in sub.channels:
                     continue
-                sub.channels.discard(name)
+                sub.channels = tuple(c for c in sub.channels if c != name)
                 subs = self._by_channel.get(name)
                 if subs is not None:
                     subs.discard(sub)
