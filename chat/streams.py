@@ -104,7 +104,10 @@ class Stream:
             if self.hub.closing:
                 return
             yield self._start()
-            yield from self._catch_up(list(self.positions))
+            for chunk in self._catch_up(list(self.positions)):
+                sub.write_started = time.monotonic()
+                yield chunk
+                sub.write_started = 0.0
             sub.last_write = time.monotonic()
             while not sub.closed:
                 # No timeout: the hub wakes this stream for events and for heartbeats.
@@ -157,11 +160,15 @@ class Stream:
         cid = event.channel_id
         if event.seq is not None and cid is not None and \
                 event.seq == self.positions.get(cid, -2) + 1:
-            self.positions[cid] = event.seq
-            if self.single:
-                return event.frame()
-            return event.body + encode_id(self.positions.encode()) + b"\n"
+            return self._advance(cid, event)
         return b"".join(self._live(event))
+
+    def _advance(self, cid: int, event: LiveEvent) -> bytes:
+        """Move the channel's position to this live event and frame it."""
+        self.positions[cid] = event.seq  # type: ignore[assignment]
+        if self.single:
+            return event.frame()
+        return event.body + encode_id(self.positions.encode()) + b"\n"
 
     def _live(self, event: LiveEvent) -> Iterable[bytes]:
         if event.seq is None:  # ephemeral: no position, no id
@@ -176,11 +183,7 @@ class Stream:
             # already holds this event too (it was published after it committed).
             yield from self._catch_up([cid])
             return
-        self.positions[cid] = event.seq
-        if self.single:
-            yield event.frame()
-        else:
-            yield event.body + encode_id(self.positions.encode()) + b"\n"
+        yield self._advance(cid, event)
 
     def _catch_up(self, channel_ids: list[int]) -> Iterator[bytes]:
         """Send what the store holds past this stream's positions: each channel in seq
