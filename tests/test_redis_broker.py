@@ -104,3 +104,25 @@ def test_subscribe_while_redis_is_down_times_out_then_recovers(redis_server):
         assert inbox.wait_for(lambda: inbox.messages == [("chat:a", b"hello")])
     finally:
         broker.close()
+
+
+def test_health_checks_notice_a_silent_server(redis_server):
+    import signal
+
+    broker = RedisBroker(redis_server.url, health_seconds=0.3, max_backoff=0.3)
+    inbox = Inbox()
+    broker.bind(inbox.on_message, inbox.on_reconnect)
+    try:
+        assert broker.subscribe(["chat:a"])
+        assert inbox.wait_for(lambda: inbox.reconnects >= 1)
+        # A frozen server keeps the TCP connection open but answers nothing: only the
+        # listener's own PINGs can tell.
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.5)
+        redis_server.proc.send_signal(signal.SIGCONT)
+        assert inbox.wait_for(lambda: broker.reconnects >= 1, timeout=15)
+        assert inbox.wait_for(lambda: inbox.reconnects >= 2, timeout=15)
+        broker.publish("chat:a", b"after the freeze")
+        assert inbox.wait_for(lambda: ("chat:a", b"after the freeze") in inbox.messages)
+    finally:
+        broker.close()

@@ -284,3 +284,20 @@ def test_access_check_keeps_streams_that_are_still_allowed(app, make_user):
     post(alice, "still here")
     assert s.next().json()["text"] == "still here"
     s.close()
+
+
+def test_waiting_streams_hold_no_database_connection(app, make_user):
+    alice = make_user("alice")
+    alice.post("/api/rooms", json={"name": "general"})
+    post(alice, "before")
+    engine = app.extensions["chat"].store.engine
+    streams = [open_stream(alice, "/api/rooms/general/stream", **{"Last-Event-ID": "0"})
+               for _ in range(3)]
+    streams.append(open_stream(alice, "/api/stream"))
+    for s in streams[:3]:
+        assert s.next().event == "ready"
+        assert s.next().json()["text"] == "before"  # replayed from the store
+    assert streams[3].next().event == "ready"
+    assert engine.pool.checkedout() == 0
+    for s in streams:
+        s.close()
