@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .concurrency import off_loop
 from .models import Channel, Credential, User, utcnow
 from .timeline import iso
 
@@ -56,21 +57,25 @@ def get_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
 
 
+def hash_password(password: str, method: str) -> str:
+    """The stored form of a password; slow on purpose, so call it outside a transaction."""
+    return off_loop(generate_password_hash, password, method)
+
+
 def create_user(
     session: Session,
     username: str,
-    password: str | None,
+    password_hash: str | None,
     *,
     display_name: str = "",
     is_admin: bool = False,
-    hash_method: str = "scrypt",
 ) -> User:
-    """A new user and their personal timeline channel."""
+    """A new user (password_hash from hash_password) and their personal timeline."""
     user = User(
         username=username,
         display_name=display_name,
         is_admin=is_admin,
-        password_hash=generate_password_hash(password, method=hash_method) if password else None,
+        password_hash=password_hash,
     )
     session.add(user)
     session.flush()
@@ -84,10 +89,10 @@ def check_password(user: User | None, password: str, hash_method: str) -> bool:
     if user is None or not user.password_hash:
         dummy = _DUMMY_HASH.get(hash_method)
         if dummy is None:
-            dummy = _DUMMY_HASH[hash_method] = generate_password_hash("x", method=hash_method)
-        check_password_hash(dummy, password)
+            dummy = _DUMMY_HASH[hash_method] = hash_password("x", hash_method)
+        off_loop(check_password_hash, dummy, password)
         return False
-    return check_password_hash(user.password_hash, password)
+    return off_loop(check_password_hash, user.password_hash, password)
 
 
 def _hash_secret(secret: str) -> str:

@@ -40,11 +40,11 @@ def create_user(name: str, admin: bool, password: str | None) -> None:
         raise click.BadParameter("at least 8 characters", param_hint="--password")
     store = chat_extension().store
     store.create_all()
+    password_hash = accounts.hash_password(password, current_app.config["CHAT_PASSWORD_HASH"])
     with store.write() as s:
         if accounts.get_user(s, name) is not None:
             raise click.ClickException(f"user {name!r} exists")
-        accounts.create_user(s, name, password, is_admin=admin,
-                             hash_method=current_app.config["CHAT_PASSWORD_HASH"])
+        accounts.create_user(s, name, password_hash, is_admin=admin)
     click.echo(f"created user {name}{' (admin)' if admin else ''}", err=True)
 
 

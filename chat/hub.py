@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .broker import Broker
+from .concurrency import event_type
 from .sse import encode_body, encode_id
 
 log = logging.getLogger(__name__)
@@ -69,21 +70,8 @@ class Sync:
 SYNC = Sync()
 
 
-def _event_type() -> type[Any]:
-    """gevent's own Event where gevent is patched in: lighter and faster to wake than the
-    patched threading.Event, and every idle stream waits on one."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return threading.Event
-    if monkey.is_module_patched("threading"):
-        from gevent.event import Event
-
-        return Event
-    return threading.Event
-
-
-_EVENT = _event_type()
+# Every idle stream waits on one of these.
+_EVENT = event_type()
 _QUEUE_CREATION = threading.Lock()
 
 

@@ -73,13 +73,13 @@ class ChatService:
 
     def register(self, username: str, password: str, display_name: str = "",
                  is_admin: bool = False) -> dict[str, object]:
+        password_hash = accounts.hash_password(password, self.config["CHAT_PASSWORD_HASH"])
         try:
             with self.store.write() as s:
                 if accounts.get_user(s, username) is not None:
                     raise ApiError(409, "username_taken", "That username is taken.", "username")
                 user = accounts.create_user(
-                    s, username, password, display_name=display_name, is_admin=is_admin,
-                    hash_method=self.config["CHAT_PASSWORD_HASH"],
+                    s, username, password_hash, display_name=display_name, is_admin=is_admin
                 )
                 return accounts.user_view(user)
         except IntegrityError:
