@@ -301,3 +301,43 @@ def test_waiting_streams_hold_no_database_connection(app, make_user):
     assert engine.pool.checkedout() == 0
     for s in streams:
         s.close()
+
+
+def _store_without_publishing(app, room, text):
+    """A message that is committed but whose publish was lost (a broker outage, or a
+    worker that died between commit and publish)."""
+    from sqlalchemy import select
+
+    from chat import timeline
+    from chat.models import Channel
+
+    with app.extensions["chat"].store.write() as s:
+        channel = s.scalar(select(Channel).where(Channel.name == f"room:{room}"))
+        return timeline.append(s, channel, "message", None, text).seq
+
+
+def test_a_seq_jump_on_the_live_path_is_filled_from_the_store(app, room):
+    s = open_stream(room, "/api/rooms/general/stream")
+    u = open_stream(room, "/api/stream")
+    assert s.next().event == "ready" and u.next().event == "ready"
+    assert _store_without_publishing(app, "general", "lost on the way") == 1
+    post(room, "published")
+    for stream in (s, u):
+        frames = stream.take(2, "message")
+        assert [f.json()["text"] for f in frames] == ["lost on the way", "published"]
+        assert [f.json()["seq"] for f in frames] == [1, 2]
+        assert stream.next(max_chunks=2) is None  # and nothing twice
+    s.close()
+    u.close()
+
+
+def test_a_lost_publish_with_nothing_after_it_arrives_by_the_resync(app, room):
+    s = open_stream(room, "/api/rooms/general/stream")
+    assert s.next().event == "ready"
+    _store_without_publishing(app, "general", "nobody published me")
+    hub = app.extensions["chat"].hub
+    hub._last_resync = 0.0
+    hub.sweep()
+    frame = s.next()
+    assert frame.id == "1" and frame.json()["text"] == "nobody published me"
+    s.close()
