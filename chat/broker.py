@@ -21,6 +21,19 @@ from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
+class Confirmation:
+    """Waits until the broker confirms a subscription."""
+
+    def __init__(self, events: list[threading.Event] | None = None) -> None:
+        self._events = events or []
+
+    def wait(self, timeout: float = 5.0) -> bool:
+        """True once every channel is confirmed; False on timeout (a later reconnect then
+        triggers a catch-up)."""
+        deadline = time.monotonic() + timeout
+        return all(e.wait(max(0.0, deadline - time.monotonic())) for e in self._events)
+
+
 MessageHandler = Callable[[str, bytes], None]
 ReconnectHandler = Callable[[], None]
 
@@ -42,9 +55,9 @@ class Broker(ABC):
         """Send payload to every process subscribed to channel; raises on failure."""
 
     @abstractmethod
-    def subscribe(self, channels: Iterable[str], timeout: float = 5.0) -> bool:
-        """Start delivering channels; returns once the subscription is confirmed (or False
-        on timeout, in which case a later reconnect triggers a catch-up)."""
+    def subscribe(self, channels: Iterable[str]) -> Confirmation:
+        """Start delivering channels (idempotent: the caller counts its users); returns at
+        once, with the confirmation to wait for."""
 
     @abstractmethod
     def unsubscribe(self, channels: Iterable[str]) -> None:
@@ -68,9 +81,9 @@ class MemoryBroker(Broker):
         if channel in self._channels:
             self.on_message(channel, payload)
 
-    def subscribe(self, channels: Iterable[str], timeout: float = 5.0) -> bool:
+    def subscribe(self, channels: Iterable[str]) -> Confirmation:
         self._channels.update(channels)
-        return True
+        return Confirmation()
 
     def unsubscribe(self, channels: Iterable[str]) -> None:
         self._channels.difference_update(channels)
@@ -109,7 +122,7 @@ class RedisBroker(Broker):
     def publish(self, channel: str, payload: bytes) -> None:
         self._publisher.publish(channel, payload)
 
-    def subscribe(self, channels: Iterable[str], timeout: float = 5.0) -> bool:
+    def subscribe(self, channels: Iterable[str]) -> Confirmation:
         waits: list[threading.Event] = []
         new: list[str] = []
         with self._lock:
@@ -122,8 +135,7 @@ class RedisBroker(Broker):
                 waits.append(self._confirmed[channel])
             if new and self._conn is not None:
                 self._send("SUBSCRIBE", *new)
-        deadline = time.monotonic() + timeout
-        return all(w.wait(max(0.0, deadline - time.monotonic())) for w in waits)
+        return Confirmation(waits)
 
     def unsubscribe(self, channels: Iterable[str]) -> None:
         with self._lock:

@@ -197,20 +197,22 @@ class Hub:
         self.add_channels(sub, channels)
 
     def add_channels(self, sub: Subscriber, channels: dict[str, int]) -> None:
-        """Add channels to an attached stream."""
-        new: list[str] = []
+        """Add channels to an attached stream; returns once the broker delivers them."""
+        added: list[str] = []
         with self._lock:
             for name, cid in channels.items():
                 if name in sub.channels:
                     continue
                 sub.channels += (name,)
                 self._channel_ids[name] = cid
-                subs = self._by_channel.setdefault(name, set())
-                if not subs:
-                    new.append(BROKER_PREFIX + name)
-                subs.add(sub)
-        if new and not self.broker.subscribe(new):
-            log.warning("hub: broker did not confirm %d channels in time", len(new))
+                self._by_channel.setdefault(name, set()).add(sub)
+                added.append(BROKER_PREFIX + name)
+            # Asked under the lock, so the broker's subscriptions always follow this hub's
+            # counts; asked for every channel, not only new ones, so a second stream also
+            # waits until the first one's subscription is confirmed.
+            confirmation = self.broker.subscribe(added) if added else None
+        if confirmation is not None and not confirmation.wait(5.0):
+            log.warning("hub: broker did not confirm %d channels in time", len(added))
 
     def remove_channels(self, sub: Subscriber, names: Iterable[str]) -> None:
         """Remove channels from a stream; the broker drops a channel no stream needs."""
@@ -228,8 +230,8 @@ class Hub:
                         self._seen.pop(name, None)
                         self._channel_ids.pop(name, None)
                         gone.append(BROKER_PREFIX + name)
-        if gone:
-            self.broker.unsubscribe(gone)
+            if gone:
+                self.broker.unsubscribe(gone)
 
     def detach(self, sub: Subscriber) -> None:
         """Forget a stream that ended."""
@@ -267,7 +269,7 @@ class Hub:
             if self._started:
                 return
             self._started = True
-        self.broker.subscribe([BROKER_PREFIX + CONTROL_CHANNEL])
+        self.broker.subscribe([BROKER_PREFIX + CONTROL_CHANNEL]).wait(5.0)
         threading.Thread(target=self._sweep_forever, name="hub-sweeper", daemon=True).start()
 
     def _on_message(self, broker_channel: str, payload: bytes) -> None:

@@ -46,7 +46,7 @@ def broker_and_inbox(redis_server):
 
 def test_subscribe_is_confirmed_then_delivers(broker_and_inbox):
     broker, inbox = broker_and_inbox
-    assert broker.subscribe(["chat:a", "chat:b"])
+    assert broker.subscribe(["chat:a", "chat:b"]).wait(5)
     broker.publish("chat:a", b"one")
     broker.publish("chat:c", b"not subscribed")
     broker.publish("chat:b", b"two")
@@ -56,7 +56,7 @@ def test_subscribe_is_confirmed_then_delivers(broker_and_inbox):
 
 def test_unsubscribe_stops_delivery(broker_and_inbox):
     broker, inbox = broker_and_inbox
-    assert broker.subscribe(["chat:a", "chat:b"])
+    assert broker.subscribe(["chat:a", "chat:b"]).wait(5)
     broker.unsubscribe(["chat:a"])
     broker.publish("chat:a", b"gone")
     broker.publish("chat:b", b"marker")
@@ -68,7 +68,7 @@ def test_one_subscriber_connection_per_process(broker_and_inbox, redis_server):
     import redis
 
     broker, _ = broker_and_inbox
-    broker.subscribe([f"chat:room{i}" for i in range(50)])
+    assert broker.subscribe([f"chat:room{i}" for i in range(50)]).wait(5)
     admin = redis.Redis.from_url(redis_server.url)
     clients = [c for c in admin.client_list() if int(c.get("sub", 0)) > 0]
     admin.close()
@@ -77,7 +77,7 @@ def test_one_subscriber_connection_per_process(broker_and_inbox, redis_server):
 
 def test_reconnects_after_a_restart_and_resubscribes(broker_and_inbox, redis_server):
     broker, inbox = broker_and_inbox
-    assert broker.subscribe(["chat:a"])
+    assert broker.subscribe(["chat:a"]).wait(5)
     assert inbox.wait_for(lambda: inbox.reconnects >= 1)  # the first connection counts
     before = inbox.reconnects
     redis_server.kill9()
@@ -97,7 +97,7 @@ def test_subscribe_while_redis_is_down_times_out_then_recovers(redis_server):
     inbox = Inbox()
     broker.bind(inbox.on_message, inbox.on_reconnect)
     try:
-        assert broker.subscribe(["chat:a"], timeout=0.5) is False
+        assert broker.subscribe(["chat:a"]).wait(0.5) is False
         redis_server.start()
         assert inbox.wait_for(lambda: inbox.reconnects >= 1, timeout=15)
         broker.publish("chat:a", b"hello")
@@ -113,7 +113,7 @@ def test_health_checks_notice_a_silent_server(redis_server):
     inbox = Inbox()
     broker.bind(inbox.on_message, inbox.on_reconnect)
     try:
-        assert broker.subscribe(["chat:a"])
+        assert broker.subscribe(["chat:a"]).wait(5)
         assert inbox.wait_for(lambda: inbox.reconnects >= 1)
         # A frozen server keeps the TCP connection open but answers nothing: only the
         # listener's own PINGs can tell.

@@ -12,10 +12,10 @@ class RecordingBroker(MemoryBroker):
         self.subscribed: list[str] = []
         self.unsubscribed: list[str] = []
 
-    def subscribe(self, channels, timeout=5.0):
-        channels = list(channels)
+    def subscribe(self, channels):
+        channels = [c for c in channels if c not in self._channels]
         self.subscribed.extend(channels)
-        return super().subscribe(channels, timeout)
+        return super().subscribe(channels)
 
     def unsubscribe(self, channels):
         channels = list(channels)
@@ -174,4 +174,36 @@ def test_sweep_wakes_streams_that_owe_a_heartbeat():
     hub.sweep()
     assert due.wakeup.is_set() and not fresh.wakeup.is_set()
     assert due.take(0) == []  # woken with nothing queued: the stream writes a heartbeat
+    hub.shutdown()
+
+
+def test_a_second_stream_also_waits_for_the_first_ones_confirmation():
+    import threading
+
+    from chat.broker import Confirmation
+
+    confirmed = threading.Event()
+
+    class SlowBroker(MemoryBroker):
+        def subscribe(self, channels):
+            super().subscribe(channels)
+            return Confirmation([confirmed])
+
+    hub = Hub(SlowBroker(), lambda ids: {}, resync_seconds=0, background=False)
+    done = []
+
+    def attach(sub):
+        hub.attach(sub, {"room:a": 1})
+        done.append(sub)
+
+    first, second = Subscriber(max_queue=10), Subscriber(max_queue=10)
+    threads = [threading.Thread(target=attach, args=(s,)) for s in (first, second)]
+    for t in threads:
+        t.start()
+    threads[0].join(0.3)
+    assert done == []  # neither may catch up before the broker delivers the channel
+    confirmed.set()
+    for t in threads:
+        t.join(5)
+    assert set(done) == {first, second}
     hub.shutdown()
