@@ -25,7 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from . import auth, cli, errors, rooms, streams, web
+    from . import auth, cli, direct, errors, rooms, streams, web
     from .broker import create_broker
     from .extension import ChatExtension
     from .hub import Hub
@@ -49,6 +49,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     cli.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)
+    app.register_blueprint(direct.bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(web.bp)
     return app

@@ -33,13 +33,13 @@ def list_rooms() -> dict[str, Any]:
 @bp.post("/<room>/join")
 def join(room: str) -> dict[str, Any]:
     principal = require_principal()
-    return chat_service().join_room(principal, v.check_name(room, "room"))
+    return chat_service().join_room(principal, v.room_ref(room))
 
 
 @bp.post("/<room>/leave")
 def leave(room: str) -> dict[str, Any]:
     principal = require_principal()
-    chat_service().leave_room(principal, v.check_name(room, "room"))
+    chat_service().leave_room(principal, v.room_ref(room))
     return {"ok": True}
 
 
@@ -48,7 +48,7 @@ def add_member(room: str) -> tuple[Response, int]:
     principal = require_principal()
     body = v.read_body(form_ok=True)
     username = v.name(body, "username")
-    result = chat_service().add_member(principal, v.check_name(room, "room"), username)
+    result = chat_service().add_member(principal, v.room_ref(room), username)
     return jsonify(result), 201 if result["added"] else 200
 
 
@@ -57,14 +57,18 @@ def post_message(room: str) -> tuple[Response, int]:
     principal = require_principal()
     body = v.read_body(form_ok=True)
     text = message_text(body)
-    key = v.string(body, "client_msg_id", required=False, max_length=64)
-    if not key and request.headers.get("Idempotency-Key"):
-        key = v.string({"Idempotency-Key": request.headers["Idempotency-Key"]},
-                       "Idempotency-Key", max_length=64)
     message, created = chat_service().post_message(
-        principal, v.check_name(room, "room"), text, key or None
+        principal, v.room_ref(room), text, message_key(body)
     )
     return jsonify(message), 201 if created else 200
+
+
+@bp.post("/<room>/read")
+def mark_read(room: str) -> dict[str, Any]:
+    principal = require_principal()
+    body = v.read_body(form_ok=True)
+    seq = v.integer(body, "seq")
+    return chat_service().mark_read(principal, v.room_ref(room), seq)
 
 
 @bp.get("/<room>/messages")
@@ -74,9 +78,18 @@ def history(room: str) -> dict[str, Any]:
     after = v.query_int("after", minimum=0)
     limit = v.query_int("limit", default=50, minimum=1, maximum=HISTORY_MAX)
     assert limit is not None
-    messages = chat_service().history(principal, v.check_name(room, "room"), before, after,
+    messages = chat_service().history(principal, v.room_ref(room), before, after,
                                       limit)
     return {"messages": messages}
+
+
+def message_key(body: dict[str, Any]) -> str | None:
+    """The sender's idempotency key: `client_msg_id`, or else the Idempotency-Key header."""
+    key = v.string(body, "client_msg_id", required=False, max_length=64)
+    if not key and request.headers.get("Idempotency-Key"):
+        key = v.string({"Idempotency-Key": request.headers["Idempotency-Key"]},
+                       "Idempotency-Key", max_length=64)
+    return key or None
 
 
 def message_text(body: dict[str, Any]) -> str:

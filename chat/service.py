@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,9 +23,10 @@ from .broker import Broker
 from .cursor import CursorError, decode_positions, decode_seq
 from .errors import ApiError
 from .hub import BROKER_PREFIX, CONTROL_CHANNEL, Subscriber, pack
-from .models import Channel, Credential, Event, Membership, User, utcnow
+from .models import Channel, Credential, Event, Membership, Mention, User, utcnow
 from .store import Store
 from .timeline import StoredEvent, iso
+from .validation import dm_room
 
 log = logging.getLogger(__name__)
 
@@ -144,19 +146,40 @@ class ChatService:
 
     def _room(self, s: Session, principal: Principal, name: str,
               need_member: bool = True) -> tuple[Channel, Membership | None]:
-        """The room and the caller's membership; 404 for a room the caller may not see."""
+        """The room and the caller's membership; 404 for a room the caller may not see
+        (a private room they are not in; another pair's direct messages)."""
         row = s.execute(
             select(Channel, Membership)
             .outerjoin(Membership, and_(Membership.channel_id == Channel.id,
                                         Membership.user_id == principal.user_id))
             .where(Channel.name == f"room:{name}")
         ).first()
-        if row is None or (row[0].private and row[1] is None and not principal.is_admin):
+        hidden = row is not None and row[1] is None and row[0].private and (
+            row[0].kind == "dm" or not principal.is_admin)
+        if row is None or hidden:
             raise ApiError(404, "room_not_found", f"No room named '{name}'.")
         channel, membership = row
         if need_member and membership is None:
             raise ApiError(403, "not_a_member", f"Join '{name}' first.")
         return channel, membership
+
+    def _join(self, s: Session, channel: Channel, user: User,
+              by: User | None = None) -> StoredEvent:
+        """Make user a member: a stored member.joined event, and a read marker just
+        past it (their own join is not news to them)."""
+        extra: dict[str, object] = {"user": user.username}
+        if by is not None and by.id != user.id:
+            extra["by"] = by.username
+        joined = timeline.append(s, channel, "member.joined", by or user, extra=extra)
+        s.add(Membership(channel_id=channel.id, user_id=user.id,
+                         joined_seq=joined.seq - 1, read_seq=joined.seq))
+        return joined
+
+    def _joined(self, username: str, joined: StoredEvent) -> None:
+        """After commit: the join reaches the room and the user's open streams."""
+        self._publish(joined)
+        self._control(f"user:{username}", op="join", channel=joined.channel,
+                      cid=joined.channel_id, since=joined.seq - 1)
 
     def create_room(self, principal: Principal, name: str, title: str,
                     private: bool) -> dict[str, object]:
@@ -168,9 +191,10 @@ class ChatService:
                                   private=private, created_by=principal.user_id)
                 s.add(channel)
                 s.flush()
+                # The creator's membership is the room's beginning, not an event in it.
                 s.add(Membership(channel_id=channel.id, user_id=principal.user_id))
                 s.flush()
-                view = _room_view(channel, member=True, unread=0)
+                view = _room_view(channel, principal.username, member=True)
         except IntegrityError:
             raise ApiError(409, "room_exists", f"A room named '{name}' exists.", "name") from None
         self._control(f"user:{principal.username}", op="join", channel=channel.name,
@@ -183,53 +207,91 @@ class ChatService:
                 select(Channel, Membership)
                 .outerjoin(Membership, and_(Membership.channel_id == Channel.id,
                                             Membership.user_id == principal.user_id))
-                .where(Channel.kind == "room",
-                       or_(Channel.private.is_(False), Membership.user_id.is_not(None)))
-                .order_by(Channel.name)
+                .where(or_(
+                    and_(Channel.kind == "room",
+                         or_(Channel.private.is_(False), Membership.user_id.is_not(None))),
+                    and_(Channel.kind == "dm", Membership.user_id.is_not(None)),
+                ))
+                .order_by(Channel.kind.desc(), Channel.name)
             ).all()
             unread = _unread_counts(s, principal.user_id)
-            return [_room_view(c, member=m is not None, unread=unread.get(c.id, 0))
+            mentions = _mention_counts(s, principal.user_id)
+            return [_room_view(c, principal.username, member=m is not None,
+                               unread=unread.get(c.id, 0), mentions=mentions.get(c.id, 0),
+                               read_seq=m.read_seq if m else None)
                     for c, m in rows]
 
     def join_room(self, principal: Principal, name: str) -> dict[str, object]:
         with self.store.write() as s:
             channel, membership = self._room(s, principal, name, need_member=False)
+            _not_dm(channel)
+            joined = None
             if membership is None:
                 if channel.private:
                     raise ApiError(403, "invite_required", f"'{name}' is private: ask a member.")
-                s.add(Membership(channel_id=channel.id, user_id=principal.user_id,
-                                 joined_seq=channel.last_seq, read_seq=channel.last_seq))
-            view = _room_view(channel, member=True, unread=0)
-            cid, since = channel.id, channel.last_seq
-        if membership is None:
-            self._control(f"user:{principal.username}", op="join", channel=f"room:{name}",
-                          cid=cid, since=since)
+                user = s.get(User, principal.user_id)
+                assert user is not None
+                joined = self._join(s, channel, user)
+            view = _room_view(channel, principal.username, member=True)
+        if joined is not None:
+            self._joined(principal.username, joined)
         return view
 
     def leave_room(self, principal: Principal, name: str) -> None:
         with self.store.write() as s:
             channel, membership = self._room(s, principal, name)
+            _not_dm(channel)
             assert membership is not None
+            sender = s.get(User, principal.user_id)
+            left = timeline.append(s, channel, "member.left", sender,
+                                   extra={"user": principal.username})
             s.delete(membership)
+        self._publish(left)
         self._control(f"user:{principal.username}", op="leave", channel=f"room:{name}")
         self._control(f"room:{name}", op="member_left", user_id=principal.user_id)
 
     def add_member(self, principal: Principal, name: str, username: str) -> dict[str, object]:
         with self.store.write() as s:
             channel, _ = self._room(s, principal, name)
+            _not_dm(channel)
             user = accounts.get_user(s, username)
             if user is None:
                 raise ApiError(404, "user_not_found", f"No user named '{username}'.", "username")
-            exists = s.get(Membership, (channel.id, user.id))
-            if exists is None:
-                s.add(Membership(channel_id=channel.id, user_id=user.id,
-                                 joined_seq=channel.last_seq, read_seq=channel.last_seq))
-            cid, since = channel.id, channel.last_seq
-            view = {"room": name, "username": username, "added": exists is None}
-        if exists is None:
-            self._control(f"user:{username}", op="join", channel=f"room:{name}", cid=cid,
-                          since=since)
+            joined = None
+            if s.get(Membership, (channel.id, user.id)) is None:
+                joined = self._join(s, channel, user, by=s.get(User, principal.user_id))
+            view = {"room": name, "username": username, "added": joined is not None}
+        if joined is not None:
+            self._joined(username, joined)
         return view
+
+    def mark_read(self, principal: Principal, name: str, seq: int) -> dict[str, object]:
+        """Move the caller's read marker forward (never back); when it moves, the caller's
+        other devices get a stored `read` event in the caller's own timeline."""
+        with self.store.write() as s:
+            channel, membership = self._room(s, principal, name)
+            assert membership is not None
+            if seq > channel.last_seq:
+                raise ApiError(400, "invalid_field",
+                               f"'seq' is past the room's last seq ({channel.last_seq}).", "seq")
+            moved = seq > membership.read_seq
+            if moved:
+                membership.read_seq = seq
+                s.flush()
+            state: dict[str, object] = {
+                "room": name,
+                "read_seq": membership.read_seq,
+                "unread": _unread_counts(s, principal.user_id, channel.id).get(channel.id, 0),
+                "mentions": _mention_counts(s, principal.user_id, channel.id).get(
+                    channel.id, 0),
+            }
+            event = None
+            if moved:
+                personal = _personal_channel(s, principal.username)
+                event = timeline.append(s, personal, "read", None, extra=state)
+        if event is not None:
+            self._publish(event)
+        return state
 
     # -- messages -------------------------------------------------------------------------
 
@@ -237,6 +299,44 @@ class ChatService:
                      client_msg_id: str | None) -> tuple[dict[str, object], bool]:
         """Store and publish a message; with a client_msg_id seen before from this sender
         in this room, return the original and store nothing. Returns (message, created)."""
+        return self._post(principal, room, text, client_msg_id)
+
+    def send_direct(self, principal: Principal, username: str, text: str,
+                    client_msg_id: str | None) -> tuple[dict[str, object], bool]:
+        """A message in the two users' direct-message room, made on first use."""
+        if username == principal.username:
+            raise ApiError(400, "invalid_field", "Send direct messages to someone else.",
+                           "username")
+        room = dm_room(principal.username, username)
+        for attempt in range(2):
+            try:
+                created = self._ensure_dm(principal, username, room)
+                break
+            except IntegrityError:  # the other side opened it at the same moment
+                if attempt:
+                    raise
+        for name, joined in created:
+            self._joined(name, joined)
+        return self._post(principal, room, text, client_msg_id)
+
+    def _ensure_dm(self, principal: Principal, username: str,
+                   room: str) -> list[tuple[str, StoredEvent]]:
+        with self.store.write() as s:
+            if s.scalar(select(Channel.id).where(Channel.name == f"room:{room}")):
+                return []
+            other = accounts.get_user(s, username)
+            if other is None:
+                raise ApiError(404, "user_not_found", f"No user named '{username}'.")
+            me = s.get(User, principal.user_id)
+            assert me is not None
+            channel = Channel(name=f"room:{room}", kind="dm", private=True,
+                              created_by=me.id)
+            s.add(channel)
+            s.flush()
+            return [(user.username, self._join(s, channel, user, by=me)) for user in (me, other)]
+
+    def _post(self, principal: Principal, room: str, text: str,
+              client_msg_id: str | None) -> tuple[dict[str, object], bool]:
         for attempt in range(2):
             try:
                 with self.store.write() as s:
@@ -246,13 +346,17 @@ class ChatService:
                         if original is not None:
                             return original.to_dict(), False
                     sender = s.get(User, principal.user_id)
+                    assert sender is not None
                     stored = timeline.append(s, channel, "message", sender, text, client_msg_id)
+                    notes = _mention(s, channel, room, sender, stored, text)
                 break
             except IntegrityError:
                 # A concurrent request with the same client_msg_id won; return its message.
                 if attempt or client_msg_id is None:
                     raise
         self._publish(stored)
+        for note in notes:
+            self._publish(note)
         return stored.to_dict(), True
 
     def history(self, principal: Principal, room: str, before: int | None,
@@ -271,14 +375,16 @@ class ChatService:
         with self.store.read() as s:
             channel, membership = self._room(s, principal, room)
             read_seq = membership.read_seq if membership else 0
-            unread = _unread_counts(s, principal.user_id).get(channel.id, 0)
+            unread = _unread_counts(s, principal.user_id, channel.id).get(channel.id, 0)
+            mentions = _mention_counts(s, principal.user_id, channel.id).get(channel.id, 0)
             head = channel.last_seq
             plan = StreamPlan(
                 single=True,
                 channels={channel.name: channel.id},
                 positions={channel.id: head},
                 user_channel=None,
-                ready_rooms=[{"room": room, "last_seq": head, "unread": unread,
+                ready_rooms=[{"room": room, "kind": channel.kind, "last_seq": head,
+                              "unread": unread, "mentions": mentions,
                               "read_seq": read_seq}],
                 credential_key=principal.key_id,
                 user_id=principal.user_id,
@@ -314,6 +420,7 @@ class ChatService:
                 .order_by(Channel.name)
             ).all()
             unread = _unread_counts(s, user.id)
+            mentions = _mention_counts(s, user.id)
         heads = {personal.id: personal.last_seq}
         joined = {personal.id: 0}
         names = {personal.id: personal.name}
@@ -323,8 +430,10 @@ class ChatService:
             joined[channel.id] = membership.joined_seq
             names[channel.id] = channel.name
             ready_rooms.append({"room": channel.name.split(":", 1)[1],
+                                "kind": channel.kind,
                                 "last_seq": channel.last_seq,
                                 "unread": unread.get(channel.id, 0),
+                                "mentions": mentions.get(channel.id, 0),
                                 "read_seq": membership.read_seq})
         plan = StreamPlan(
             single=False,
@@ -393,21 +502,42 @@ def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _room_view(channel: Channel, *, member: bool, unread: int) -> dict[str, object]:
-    return {
-        "name": channel.name.split(":", 1)[1],
+def _room_view(channel: Channel, me: str, *, member: bool, unread: int = 0,
+               mentions: int = 0, read_seq: int | None = None) -> dict[str, object]:
+    name = channel.name.split(":", 1)[1]
+    view: dict[str, object] = {
+        "name": name,
+        "kind": channel.kind,
         "title": channel.title,
         "private": channel.private,
         "last_seq": channel.last_seq,
         "unread": unread,
+        "mentions": mentions,
         "member": member,
+        "read_seq": read_seq,
         "created_at": iso(channel.created_at),
     }
+    if channel.kind == "dm":
+        left, _, right = name.partition("~")
+        view["with"] = right if left == me else left
+    return view
 
 
-def _unread_counts(s: Session, user_id: int) -> dict[int, int]:
+def _not_dm(channel: Channel) -> None:
+    if channel.kind == "dm":
+        raise ApiError(403, "direct_message_room",
+                       "Direct-message rooms have exactly their two members.")
+
+
+def _personal_channel(s: Session, username: str) -> Channel:
+    channel = s.scalar(select(Channel).where(Channel.name == f"user:{username}"))
+    assert channel is not None, "every user has a personal timeline"
+    return channel
+
+
+def _unread_counts(s: Session, user_id: int, channel_id: int | None = None) -> dict[int, int]:
     """Messages from others after the user's read marker, per room."""
-    rows = s.execute(
+    query = (
         select(Membership.channel_id, func.count(Event.id))
         .join(Event, and_(Event.channel_id == Membership.channel_id,
                           Event.seq > Membership.read_seq))
@@ -415,7 +545,63 @@ def _unread_counts(s: Session, user_id: int) -> dict[int, int]:
                or_(Event.sender_id.is_(None), Event.sender_id != user_id))
         .group_by(Membership.channel_id)
     )
-    return {cid: int(count) for cid, count in rows}
+    if channel_id is not None:
+        query = query.where(Membership.channel_id == channel_id)
+    return {cid: int(count) for cid, count in s.execute(query)}
+
+
+def _mention_counts(s: Session, user_id: int, channel_id: int | None = None) -> dict[int, int]:
+    """Messages naming the user after their read marker, per room."""
+    query = (
+        select(Membership.channel_id, func.count(Mention.event_id))
+        .join(Mention, and_(Mention.channel_id == Membership.channel_id,
+                            Mention.user_id == Membership.user_id,
+                            Mention.seq > Membership.read_seq))
+        .where(Membership.user_id == user_id)
+        .group_by(Membership.channel_id)
+    )
+    if channel_id is not None:
+        query = query.where(Membership.channel_id == channel_id)
+    return {cid: int(count) for cid, count in s.execute(query)}
+
+
+MENTION_RE = re.compile(r"(?<![\w@.])@([a-z0-9][a-z0-9_.-]{0,31})")
+MAX_MENTIONS = 20
+
+
+def _mention(s: Session, channel: Channel, room: str, sender: User, message: StoredEvent,
+             text: str) -> list[StoredEvent]:
+    """Record the members a message names with @name, and put a notification into each
+    one's timeline. Returns the notifications, to publish after commit."""
+    names: set[str] = set()
+    for match in MENTION_RE.finditer(text):
+        name = match.group(1)
+        names.update({name, name.rstrip("._-")})
+        if len(names) > 2 * MAX_MENTIONS:
+            break
+    names.discard(sender.username)
+    names.discard("")
+    if not names:
+        return []
+    members = s.execute(
+        select(User.id, User.username)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.channel_id == channel.id, User.username.in_(sorted(names)))
+        .order_by(User.username)
+        .limit(MAX_MENTIONS)
+    ).all()
+    excerpt = text if len(text) <= 200 else text[:199] + "\u2026"
+    notes = []
+    for user_id, username in members:
+        s.add(Mention(event_id=message.event_id, user_id=user_id, channel_id=channel.id,
+                      seq=message.seq))
+        notes.append(timeline.append(
+            s, _personal_channel(s, username), "notification", sender,
+            extra={"kind": "mention", "title": f"{sender.username} mentioned you in {room}",
+                   "body": excerpt, "level": "info", "url": None,
+                   "ref": {"room": room, "seq": message.seq}},
+        ))
+    return notes
 
 
 def _find_by_client_id(s: Session, channel: Channel, principal: Principal,

@@ -21,7 +21,7 @@ from .hub import Control, Hub, LiveEvent, Subscriber, Sync
 from .service import StreamPlan
 from .sse import encode_body, encode_comment, encode_event, encode_id
 from .store import Store
-from .validation import check_name
+from .validation import check_name, room_ref
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def user_stream(name: str) -> Response:
 def room_stream(room: str) -> Response:
     principal = require_principal(allow_query_token=True)
     ext = chat_extension()
-    return _respond(ext.service.room_stream_plan(principal, check_name(room, "room"),
+    return _respond(ext.service.room_stream_plan(principal, room_ref(room),
                                                  _cursor()))
 
 

@@ -54,6 +54,7 @@ def append(
     sender: User | None,
     text: str | None = None,
     client_msg_id: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> StoredEvent:
     """Store one event in the channel's timeline with the next seq."""
     seq = next_seq(session, channel.id)
@@ -64,6 +65,7 @@ def append(
         sender_id=sender.id if sender else None,
         text=text,
         client_msg_id=client_msg_id,
+        data=json.dumps(extra, ensure_ascii=False) if extra else None,
     )
     session.add(event)
     session.flush()
@@ -83,9 +85,10 @@ def to_stored(event: Event, channel_name: str, sender_name: str | None) -> Store
         "text": event.text,
         "created_at": iso(event.created_at),
         "client_msg_id": event.client_msg_id,
+        "type": event.type,
     }
-    if event.type != "message":
-        body["type"] = event.type
+    if event.data:
+        body.update(json.loads(event.data))
     return StoredEvent(
         event.channel_id, channel_name, event.seq, event.type,
         json.dumps(body, ensure_ascii=False), event.id,

@@ -82,6 +82,22 @@ def check_name(value: str, field: str = "name") -> str:
     return value
 
 
+def room_ref(value: str, field: str = "room") -> str:
+    """A room in a URL: a room name, or a direct-message room `<user>~<user>`."""
+    left, sep, right = value.partition("~")
+    if sep:
+        if not (NAME_RE.fullmatch(left) and NAME_RE.fullmatch(right) and left < right):
+            raise ApiError(400, "invalid_name",
+                           "A direct-message room is '<user>~<user>', names in order.", field)
+        return value
+    return check_name(value, field)
+
+
+def dm_room(a: str, b: str) -> str:
+    """The name of the direct-message room of two users."""
+    return "~".join(sorted((a, b)))
+
+
 def boolean(body: dict[str, Any], field: str, default: bool = False) -> bool:
     """A boolean field (JSON true/false; forms may say 1/0, true/false)."""
     value = body.get(field, default)
@@ -90,6 +106,21 @@ def boolean(body: dict[str, Any], field: str, default: bool = False) -> bool:
     if isinstance(value, str) and value.lower() in ("1", "true", "on", "0", "false", "off", ""):
         return value.lower() in ("1", "true", "on")
     raise ApiError(400, "invalid_field", f"'{field}' must be true or false.", field)
+
+
+def integer(body: dict[str, Any], field: str, *, minimum: int = 0,
+            maximum: int = 2**62) -> int:
+    """A required whole-number field (forms may send it as digits)."""
+    value = body.get(field)
+    if value is None:
+        raise ApiError(400, "missing_field", f"'{field}' is required.", field)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, "invalid_field", f"'{field}' must be a whole number.", field)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, "invalid_field", f"'{field}' is out of range.", field)
+    return value
 
 
 def query_int(arg: str, *, default: int | None = None, minimum: int = 0,

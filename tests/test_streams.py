@@ -34,7 +34,8 @@ def test_headers_first_comment_and_ready(room):
     ready = s.next()
     assert ready.event == "ready" and ready.id == "0"
     assert ready.json() == {"cursor": "0", "rooms": [
-        {"room": "general", "last_seq": 0, "unread": 0, "read_seq": 0}]}
+        {"room": "general", "kind": "room", "last_seq": 0, "unread": 0, "mentions": 0,
+         "read_seq": 0}]}
     s.close()
 
 
@@ -150,9 +151,12 @@ def test_room_joined_while_stream_is_open_joins_the_stream(make_user):
     assert s.next().json()["rooms"] == []
     assert bob.post("/api/rooms/general/join").status_code == 200
     post(alice, "after bob joined")
+    joined = s.next()
+    assert joined.event == "member.joined" and joined.json()["user"] == "bob"
+    assert joined.json()["seq"] == 2
     frame = s.next()
     assert frame.event == "message" and frame.json()["text"] == "after bob joined"
-    assert frame.json()["seq"] == 2
+    assert frame.json()["seq"] == 3
     cursor = frame.id
     s.close()
     # Leaving takes it out of a resumed stream.
@@ -175,7 +179,11 @@ def test_room_joined_while_disconnected_replays_from_the_join(make_user):
     post(alice, "while bob was away")
     s = open_stream(bob, "/api/stream", **{"Last-Event-ID": cursor})
     s.next()
-    frame = s.next()
+    assert [f.event for f in s.take(2)] == ["member.joined", "message"]
+    s.close()
+    s = open_stream(bob, "/api/stream", **{"Last-Event-ID": cursor})
+    s.next()
+    frame = s.take(1, "message")[0]
     assert frame.json()["text"] == "while bob was away"
     s.close()
 
@@ -240,6 +248,7 @@ def test_leaving_a_room_ends_its_open_room_stream(make_user):
     bob.post("/api/rooms/general/leave")
     post(alice, "bob should not see this")
     assert s.next(max_chunks=3) is None and s.ended
+    assert other.next().event == "member.left"
     assert other.next().json()["text"] == "bob should not see this"
     s.close()
     other.close()

@@ -1,0 +1,167 @@
+"""Chat semantics through the test client: membership events, read state, mentions, DMs."""
+
+from sse_frames import ClientStream
+
+
+def open_stream(api, path, **headers):
+    return ClientStream(api.client.get(path, headers={**api.headers, **headers},
+                                       buffered=False))
+
+
+def post(api, room, text, **extra):
+    r = api.post(f"/api/rooms/{room}/messages", json={"text": text, **extra})
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def rooms(api):
+    return {r["name"]: r for r in api.get("/api/rooms").get_json()["rooms"]}
+
+
+def history(api, room):
+    return api.get(f"/api/rooms/{room}/messages").get_json()["messages"]
+
+
+def test_membership_changes_are_stored_events(make_user):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    alice.post("/api/rooms/general/members", json={"username": "carol"})
+    bob.post("/api/rooms/general/leave")
+    events = history(alice, "general")
+    assert [(e["type"], e["user"], e.get("by")) for e in events] == [
+        ("member.joined", "bob", None), ("member.joined", "carol", "alice"),
+        ("member.left", "bob", None)]
+    assert [e["seq"] for e in events] == [1, 2, 3]
+    # A join is not unread news to the one who joined, nor counted as a message.
+    assert rooms(carol)["general"]["unread"] == 0
+    assert rooms(alice)["general"]["unread"] == 0
+
+
+def test_read_marker_moves_forward_only(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")  # seq 1
+    for i in range(4):
+        post(alice, "general", f"m{i}")  # seq 2..5
+    assert rooms(bob)["general"]["unread"] == 4
+    r = bob.post("/api/rooms/general/read", json={"seq": 3})
+    assert r.status_code == 200
+    assert r.get_json() == {"room": "general", "read_seq": 3, "unread": 2, "mentions": 0}
+    r = bob.post("/api/rooms/general/read", json={"seq": 2})
+    assert r.get_json()["read_seq"] == 3
+    assert rooms(bob)["general"]["unread"] == 2 and rooms(bob)["general"]["read_seq"] == 3
+    r = bob.post("/api/rooms/general/read", json={"seq": 99})
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "seq"
+    for bad in ({}, {"seq": "x"}, {"seq": -1}, {"seq": True}, {"seq": 1.5}):
+        r = bob.post("/api/rooms/general/read", json=bad)
+        assert r.status_code == 400, bad
+    r = bob.client.post("/api/rooms/general/read", data={"seq": "5"}, headers=bob.headers)
+    assert r.get_json()["unread"] == 0
+
+
+def test_reading_on_one_device_clears_the_count_on_the_other(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    phone = open_stream(bob, "/api/stream")
+    laptop = open_stream(bob, "/api/stream")
+    assert phone.next().event == "ready" and laptop.next().event == "ready"
+    post(alice, "general", "hello bob")
+    assert phone.next().event == "message" and laptop.next().event == "message"
+    bob.post("/api/rooms/general/read", json={"seq": 2})
+    for device in (phone, laptop):
+        read = device.next()
+        assert read.event == "read" and read.id
+        data = read.json()
+        assert (data["room"], data["read_seq"], data["unread"]) == ("general", 2, 0)
+        assert data["channel"] == "user:bob"
+    cursor = laptop.parser.last_id
+    phone.close()
+    laptop.close()
+    # The same counts on a reconnect's ready and in the room list.
+    again = open_stream(bob, "/api/stream")
+    ready = again.next().json()
+    assert [(r["room"], r["unread"], r["read_seq"]) for r in ready["rooms"]] == [
+        ("general", 0, 2)]
+    again.close()
+    resumed = open_stream(bob, "/api/stream", **{"Last-Event-ID": cursor})
+    assert resumed.next().event == "ready"
+    assert resumed.next(max_chunks=2) is None  # nothing missed, nothing repeated
+    resumed.close()
+
+
+def test_mentions_count_apart_and_notify(make_user):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    bob_stream = open_stream(bob, "/api/stream")
+    assert bob_stream.next().event == "ready"
+    post(alice, "general", "hey @bob, and @carol (not here) and @alice (me).")
+    post(alice, "general", "no mention: email@bob.example")
+    assert rooms(bob)["general"]["mentions"] == 1
+    assert rooms(bob)["general"]["unread"] == 2
+    frames = bob_stream.take(3)
+    kinds = sorted(f.event for f in frames)
+    assert kinds == ["message", "message", "notification"]
+    note = next(f for f in frames if f.event == "notification").json()
+    assert note["kind"] == "mention" and note["ref"] == {"room": "general", "seq": 2}
+    assert note["channel"] == "user:bob" and "@bob" in note["body"]
+    assert note["sender"] == "alice"
+    bob_stream.close()
+    assert rooms(carol).get("general", {}).get("mentions", 0) == 0
+    assert rooms(alice)["general"]["mentions"] == 0
+    bob.post("/api/rooms/general/read", json={"seq": 3})
+    assert rooms(bob)["general"]["mentions"] == 0
+
+
+def test_direct_messages(make_user):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    bob_stream = open_stream(bob, "/api/stream")
+    assert bob_stream.next().event == "ready"
+    r = alice.post("/api/users/bob/messages", json={"text": "psst", "client_msg_id": "d1"})
+    assert r.status_code == 201
+    message = r.get_json()
+    assert message["room"] == "alice~bob" and message["sender"] == "alice"
+    again = alice.post("/api/users/bob/messages", json={"text": "psst", "client_msg_id": "d1"})
+    assert again.status_code == 200 and again.get_json() == message
+
+    for api, other in ((alice, "bob"), (bob, "alice")):
+        dm = rooms(api)["alice~bob"]
+        assert dm["kind"] == "dm" and dm["with"] == other and dm["member"]
+    assert rooms(bob)["alice~bob"]["unread"] == 1
+    assert "alice~bob" not in rooms(carol)
+
+    frames = bob_stream.take(2)
+    assert [f.event for f in frames] == ["member.joined", "message"]
+    assert frames[1].json()["text"] == "psst" and frames[1].json()["client_msg_id"] == "d1"
+    bob_stream.close()
+
+    r = bob.post("/api/rooms/alice~bob/messages", json={"text": "hi back"})
+    assert r.status_code == 201 and r.get_json()["seq"] == 4
+    texts = [m["text"] for m in history(alice, "alice~bob") if m["type"] == "message"]
+    assert texts == ["psst", "hi back"]
+
+    assert carol.get("/api/rooms/alice~bob/messages").status_code == 404
+    assert carol.get("/api/rooms/alice~bob/stream").status_code == 404
+    assert carol.post("/api/rooms/alice~bob/join").status_code == 404
+    for path in ("/api/rooms/alice~bob/join", "/api/rooms/alice~bob/leave"):
+        r = alice.post(path)
+        assert r.status_code == 403 and r.get_json()["error"]["code"] == "direct_message_room"
+    r = alice.post("/api/rooms/alice~bob/members", json={"username": "carol"})
+    assert r.status_code == 403
+    assert alice.post("/api/users/alice/messages", json={"text": "me"}).status_code == 400
+    assert alice.post("/api/users/nobody/messages", json={"text": "x"}).status_code == 404
+    assert alice.post("/api/users/Bad/messages", json={"text": "x"}).status_code == 400
+    assert alice.get("/api/rooms/bob~alice/messages").status_code == 400  # not in order
+    r = alice.post("/api/rooms", json={"name": "alice~bob"})
+    assert r.status_code == 400
+
+
+def test_direct_message_stream_on_the_dm_room(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/users/bob/messages", json={"text": "first"})
+    s = open_stream(bob, "/api/rooms/alice~bob/stream", **{"Last-Event-ID": "0"})
+    assert s.next().event == "ready"
+    assert [f.event for f in s.take(3)] == ["member.joined", "member.joined", "message"]
+    s.close()
