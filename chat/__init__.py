@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)
     app.register_blueprint(direct.bp)
+    app.register_blueprint(direct.notifications_bp)
     app.register_blueprint(streams.bp)
     app.register_blueprint(web.bp)
     return app

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .concurrency import off_loop
-from .models import Channel, Credential, User, utcnow
+from .models import Channel, Credential, Membership, User, utcnow
 from .timeline import iso
 
 TOKEN_PREFIX = "chat_"
@@ -79,7 +79,11 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    session.add(Channel(name=f"user:{username}", kind="user", private=True, created_by=user.id))
+    personal = Channel(name=f"user:{username}", kind="user", private=True, created_by=user.id)
+    session.add(personal)
+    session.flush()
+    # Its read marker is how far the user has read their notifications.
+    session.add(Membership(channel_id=personal.id, user_id=user.id))
     session.flush()
     return user
 

@@ -31,6 +31,8 @@ from .validation import dm_room
 log = logging.getLogger(__name__)
 
 HISTORY_MAX = 200
+ROOM_KINDS = ("room", "dm")
+NOTIFICATION_LEVELS = ("info", "success", "warning", "error")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class StreamPlan:
     user_id: int
     reset_reason: str | None = None
     names: dict[int, str] = field(default_factory=dict)
+    ready_extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ChatService:
@@ -368,6 +371,74 @@ class ChatService:
                                          before=before, newest=newest)
             return [e.to_dict() for e in events]
 
+    # -- notifications --------------------------------------------------------------------
+
+    def notify(self, principal: Principal, username: str, title: str, body: str | None,
+               url: str | None, level: str) -> dict[str, object]:
+        """A notification into a user's timeline, from that user or an admin."""
+        if username != principal.username and not principal.is_admin:
+            raise ApiError(403, "forbidden", "Only the user or an admin may notify a user.")
+        with self.store.write() as s:
+            user = accounts.get_user(s, username)
+            if user is None:
+                raise ApiError(404, "user_not_found", f"No user named '{username}'.")
+            sender = s.get(User, principal.user_id)
+            stored = timeline.append(
+                s, _personal_channel(s, username), "notification", sender,
+                extra={"kind": "notification", "title": title, "body": body, "url": url,
+                       "level": level},
+            )
+        self._publish(stored)
+        return stored.to_dict()
+
+    def notifications(self, principal: Principal, before: int | None,
+                      limit: int) -> dict[str, object]:
+        """The caller's notifications (newest `limit`, oldest first) and the unread count."""
+        with self.store.read() as s:
+            personal = _personal_channel(s, principal.username)
+            membership = s.get(Membership, (personal.id, principal.user_id))
+            read_seq = membership.read_seq if membership else 0
+            query = (select(Event, User.username)
+                     .outerjoin(User, User.id == Event.sender_id)
+                     .where(Event.channel_id == personal.id, Event.type == "notification"))
+            if before is not None:
+                query = query.where(Event.seq < before)
+            rows = s.execute(query.order_by(Event.seq.desc()).limit(limit)).all()
+            items = [timeline.to_stored(e, personal.name, sender).to_dict()
+                     for e, sender in reversed(rows)]
+            return {"notifications": items, "read_seq": read_seq,
+                    "unread": _unread_notifications(s, personal.id, read_seq)}
+
+    def mark_notifications_read(self, principal: Principal, seq: int) -> dict[str, object]:
+        """Move the notifications read marker forward; other devices get a `read` event."""
+        with self.store.write() as s:
+            personal, membership = self._personal_membership(s, principal)
+            if seq > personal.last_seq:
+                raise ApiError(400, "invalid_field",
+                               f"'seq' is past your timeline's last seq ({personal.last_seq}).",
+                               "seq")
+            moved = seq > membership.read_seq
+            if moved:
+                membership.read_seq = seq
+                s.flush()
+            state: dict[str, object] = {
+                "room": None, "read_seq": membership.read_seq,
+                "unread": _unread_notifications(s, personal.id, membership.read_seq)}
+            event = timeline.append(s, personal, "read", None, extra=state) if moved else None
+        if event is not None:
+            self._publish(event)
+        return state
+
+    def _personal_membership(self, s: Session,
+                             principal: Principal) -> tuple[Channel, Membership]:
+        personal = _personal_channel(s, principal.username)
+        membership = s.get(Membership, (personal.id, principal.user_id))
+        if membership is None:  # a user made before personal read markers existed
+            membership = Membership(channel_id=personal.id, user_id=principal.user_id)
+            s.add(membership)
+            s.flush()
+        return personal, membership
+
     # -- streams --------------------------------------------------------------------------
 
     def room_stream_plan(self, principal: Principal, room: str,
@@ -416,11 +487,15 @@ class ChatService:
             rooms = s.execute(
                 select(Channel, Membership)
                 .join(Membership, Membership.channel_id == Channel.id)
-                .where(Membership.user_id == user.id)
+                .where(Membership.user_id == user.id, Channel.kind.in_(ROOM_KINDS))
                 .order_by(Channel.name)
             ).all()
             unread = _unread_counts(s, user.id)
             mentions = _mention_counts(s, user.id)
+            own = s.get(Membership, (personal.id, user.id))
+            notes_read = own.read_seq if own else 0
+            notes = {"unread": _unread_notifications(s, personal.id, notes_read),
+                     "read_seq": notes_read}
         heads = {personal.id: personal.last_seq}
         joined = {personal.id: 0}
         names = {personal.id: personal.name}
@@ -444,6 +519,7 @@ class ChatService:
             credential_key=principal.key_id,
             user_id=user.id,
             names=names,
+            ready_extra={"notifications": notes},
         )
         if cursor is None:
             return plan
@@ -541,13 +617,23 @@ def _unread_counts(s: Session, user_id: int, channel_id: int | None = None) -> d
         select(Membership.channel_id, func.count(Event.id))
         .join(Event, and_(Event.channel_id == Membership.channel_id,
                           Event.seq > Membership.read_seq))
+        .join(Channel, Channel.id == Membership.channel_id)
         .where(Membership.user_id == user_id, Event.type == "message",
+               Channel.kind.in_(ROOM_KINDS),
                or_(Event.sender_id.is_(None), Event.sender_id != user_id))
         .group_by(Membership.channel_id)
     )
     if channel_id is not None:
         query = query.where(Membership.channel_id == channel_id)
     return {cid: int(count) for cid, count in s.execute(query)}
+
+
+def _unread_notifications(s: Session, channel_id: int, read_seq: int) -> int:
+    return int(s.scalar(
+        select(func.count(Event.id)).where(Event.channel_id == channel_id,
+                                           Event.type == "notification",
+                                           Event.seq > read_seq)
+    ) or 0)
 
 
 def _mention_counts(s: Session, user_id: int, channel_id: int | None = None) -> dict[int, int]:

@@ -140,6 +140,7 @@ class Stream:
         data: dict[str, Any] = {"cursor": cursor, "rooms": plan.ready_rooms}
         if plan.user_channel:
             data["channel"] = plan.user_channel
+        data.update(plan.ready_extra)
         frames = [encode_event("ready", json.dumps(data), cursor)]
         if plan.reset_reason:
             frames.append(encode_event(

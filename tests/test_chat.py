@@ -165,3 +165,61 @@ def test_direct_message_stream_on_the_dm_room(make_user):
     assert s.next().event == "ready"
     assert [f.event for f in s.take(3)] == ["member.joined", "member.joined", "message"]
     s.close()
+
+
+def test_notifications_from_the_user_or_an_admin(client, runner, make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    runner.invoke(args=["create-user", "ops", "--admin", "--password", "password123"])
+    admin_token = runner.invoke(args=["create-token", "ops"]).stdout.strip()
+    admin = {"Authorization": f"Bearer {admin_token}"}
+
+    stream = open_stream(alice, "/api/stream")
+    ready = stream.next().json()
+    assert ready["notifications"] == {"unread": 0, "read_seq": 0}
+
+    r = client.post("/api/users/alice/notifications", headers=admin,
+                    json={"title": "Deploy finished", "body": "v1.2 is live",
+                          "url": "https://ci.example/run/7", "level": "success"})
+    assert r.status_code == 201
+    note = r.get_json()
+    assert (note["type"], note["kind"], note["title"], note["level"], note["sender"]) == (
+        "notification", "notification", "Deploy finished", "success", "ops")
+    frame = stream.next()
+    assert frame.event == "notification" and frame.id and frame.json() == note
+    stream.close()
+
+    # A script with the user's own token, as a form body.
+    r = alice.client.post("/api/users/alice/notifications", headers=alice.headers,
+                          data={"title": "Backup done"})
+    assert r.status_code == 201 and r.get_json()["level"] == "info"
+    r = bob.post("/api/users/alice/notifications", json={"title": "spam"})
+    assert r.status_code == 403
+    r = client.post("/api/users/nobody/notifications", headers=admin, json={"title": "x"})
+    assert r.status_code == 404
+
+    listed = alice.get("/api/notifications").get_json()
+    assert [n["title"] for n in listed["notifications"]] == ["Deploy finished", "Backup done"]
+    assert listed["unread"] == 2
+    first_seq = listed["notifications"][0]["seq"]
+    r = alice.post("/api/notifications/read", json={"seq": first_seq})
+    assert r.get_json() == {"room": None, "read_seq": first_seq, "unread": 1}
+    assert alice.get("/api/notifications").get_json()["unread"] == 1
+    assert alice.post("/api/notifications/read", json={"seq": 10**6}).status_code == 400
+    assert alice.get("/api/notifications?limit=1").get_json()["notifications"][0][
+        "title"] == "Backup done"
+
+
+def test_bad_notifications_are_refused(make_user):
+    alice = make_user("alice")
+    for body, field in [({}, "title"), ({"title": ""}, "title"), ({"title": 5}, "title"),
+                        ({"title": "x", "level": "loud"}, "level"),
+                        ({"title": "x", "url": "javascript:alert(1)"}, "url"),
+                        ({"title": "x", "url": "//evil.example/x"}, "url"),
+                        ({"title": "x", "url": "data:text/html,hi"}, "url"),
+                        ({"title": "x" * 201}, "title")]:
+        r = alice.post("/api/users/alice/notifications", json=body)
+        assert r.status_code == 400, body
+        assert r.get_json()["error"]["field"] == field
+    assert alice.post("/api/users/alice/notifications",
+                      json={"title": "ok", "url": "/rooms/general"}).status_code == 201
+    assert alice.get("/api/notifications").get_json()["unread"] == 1
