@@ -121,6 +121,8 @@ class Event(Base):
     sender_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     text: Mapped[str | None] = mapped_column(Text)
     client_msg_id: Mapped[str | None] = mapped_column(String(64))
+    # For message.updated / message.deleted: the seq of the message they change.
+    target_seq: Mapped[int | None] = mapped_column(BigInteger)
     # JSON object of the fields an event type adds (a member event's user, a
     # notification's title, ...), merged into its wire shape.
     data: Mapped[str | None] = mapped_column(Text)

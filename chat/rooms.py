@@ -71,6 +71,20 @@ def mark_read(room: str) -> dict[str, Any]:
     return chat_service().mark_read(principal, v.room_ref(room), seq)
 
 
+@bp.patch("/<room>/messages/<int:seq>")
+def edit_message(room: str, seq: int) -> dict[str, Any]:
+    principal = require_principal()
+    body = v.read_body(form_ok=True)
+    return chat_service().edit_message(principal, v.room_ref(room), seq, message_text(body))
+
+
+@bp.delete("/<room>/messages/<int:seq>")
+def delete_message(room: str, seq: int) -> tuple[str, int]:
+    principal = require_principal()
+    chat_service().delete_message(principal, v.room_ref(room), seq)
+    return "", 204
+
+
 @bp.get("/<room>/messages")
 def history(room: str) -> dict[str, Any]:
     principal = require_principal()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -362,6 +362,49 @@ class ChatService:
             self._publish(note)
         return stored.to_dict(), True
 
+    def edit_message(self, principal: Principal, room: str, seq: int,
+                     text: str) -> dict[str, object]:
+        """Change a message's text (its sender only): the message row holds the current
+        text, and a stored message.updated event tells the streams."""
+        with self.store.write() as s:
+            channel, message = self._own_message(s, principal, room, seq)
+            message.text = text
+            message.data = json.dumps({"edited_at": iso(utcnow())})
+            sender = s.get(User, principal.user_id)
+            event = timeline.append(s, channel, "message.updated", sender, text,
+                                    extra=json.loads(message.data), target_seq=seq)
+            current = timeline.to_stored(message, channel.name, principal.username)
+        self._publish(event)
+        return current.to_dict()
+
+    def delete_message(self, principal: Principal, room: str, seq: int) -> None:
+        """Delete a message (its sender only): its text, and every earlier text of it, is
+        removed from the store; a stored message.deleted event tells the streams."""
+        with self.store.write() as s:
+            channel, message = self._own_message(s, principal, room, seq)
+            message.text = None
+            message.data = json.dumps({"deleted": True})
+            s.execute(update(Event)
+                      .where(Event.channel_id == channel.id, Event.target_seq == seq,
+                             Event.type == "message.updated")
+                      .values(text=None))
+            s.execute(delete(Mention).where(Mention.event_id == message.id))
+            sender = s.get(User, principal.user_id)
+            event = timeline.append(s, channel, "message.deleted", sender,
+                                    extra={"deleted": True}, target_seq=seq)
+        self._publish(event)
+
+    def _own_message(self, s: Session, principal: Principal, room: str,
+                     seq: int) -> tuple[Channel, Event]:
+        channel, _ = self._room(s, principal, room)
+        message = s.scalar(select(Event).where(Event.channel_id == channel.id,
+                                               Event.seq == seq, Event.type == "message"))
+        if message is None or (message.data and json.loads(message.data).get("deleted")):
+            raise ApiError(404, "message_not_found", f"No message {seq} in '{room}'.")
+        if message.sender_id != principal.user_id:
+            raise ApiError(403, "not_the_sender", "Only its sender may change a message.")
+        return channel, message
+
     def history(self, principal: Principal, room: str, before: int | None,
                 after: int | None, limit: int) -> list[dict[str, object]]:
         with self.store.read() as s:
@@ -676,15 +719,16 @@ def _mention(s: Session, channel: Channel, room: str, sender: User, message: Sto
         .order_by(User.username)
         .limit(MAX_MENTIONS)
     ).all()
-    excerpt = text if len(text) <= 200 else text[:199] + "\u2026"
     notes = []
     for user_id, username in members:
         s.add(Mention(event_id=message.event_id, user_id=user_id, channel_id=channel.id,
                       seq=message.seq))
         notes.append(timeline.append(
             s, _personal_channel(s, username), "notification", sender,
+            # No excerpt: the message may be edited or deleted later, and its text must
+            # then be gone everywhere. The reference finds it.
             extra={"kind": "mention", "title": f"{sender.username} mentioned you in {room}",
-                   "body": excerpt, "level": "info", "url": None,
+                   "body": None, "level": "info", "url": None,
                    "ref": {"room": room, "seq": message.seq}},
         ))
     return notes

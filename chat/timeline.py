@@ -55,6 +55,7 @@ def append(
     text: str | None = None,
     client_msg_id: str | None = None,
     extra: dict[str, object] | None = None,
+    target_seq: int | None = None,
 ) -> StoredEvent:
     """Store one event in the channel's timeline with the next seq."""
     seq = next_seq(session, channel.id)
@@ -65,6 +66,7 @@ def append(
         sender_id=sender.id if sender else None,
         text=text,
         client_msg_id=client_msg_id,
+        target_seq=target_seq,
         data=json.dumps(extra, ensure_ascii=False) if extra else None,
     )
     session.add(event)
@@ -87,6 +89,8 @@ def to_stored(event: Event, channel_name: str, sender_name: str | None) -> Store
         "client_msg_id": event.client_msg_id,
         "type": event.type,
     }
+    if event.target_seq is not None:
+        body["target_seq"] = event.target_seq
     if event.data:
         body.update(json.loads(event.data))
     return StoredEvent(

@@ -106,7 +106,8 @@ def test_mentions_count_apart_and_notify(make_user):
     assert kinds == ["message", "message", "notification"]
     note = next(f for f in frames if f.event == "notification").json()
     assert note["kind"] == "mention" and note["ref"] == {"room": "general", "seq": 2}
-    assert note["channel"] == "user:bob" and "@bob" in note["body"]
+    assert note["channel"] == "user:bob" and note["title"] == "alice mentioned you in general"
+    assert note["body"] is None  # no copy of the text: it may be edited or deleted
     assert note["sender"] == "alice"
     bob_stream.close()
     assert rooms(carol).get("general", {}).get("mentions", 0) == 0
@@ -223,3 +224,56 @@ def test_bad_notifications_are_refused(make_user):
     assert alice.post("/api/users/alice/notifications",
                       json={"title": "ok", "url": "/rooms/general"}).status_code == 201
     assert alice.get("/api/notifications").get_json()["unread"] == 1
+
+
+def test_edit_and_delete_by_the_sender(app, make_user):
+    from sqlalchemy import select
+
+    from chat.models import Event
+
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")  # seq 1
+    sent = post(alice, "general", "helo @bob")  # seq 2
+    stream = open_stream(bob, "/api/rooms/general/stream")
+    assert stream.next().event == "ready"
+
+    r = alice.client.patch("/api/rooms/general/messages/2", json={"text": "hello @bob"},
+                           headers=alice.headers)
+    assert r.status_code == 200
+    edited = r.get_json()
+    assert (edited["seq"], edited["text"], edited["id"]) == (2, "hello @bob", sent["id"])
+    assert edited["edited_at"].endswith("Z")
+    update = stream.next()
+    assert update.event == "message.updated" and update.id == "3"
+    assert (update.json()["target_seq"], update.json()["text"]) == (2, "hello @bob")
+
+    r = bob.client.patch("/api/rooms/general/messages/2", json={"text": "hijack"},
+                         headers=bob.headers)
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "not_the_sender"
+    assert bob.delete("/api/rooms/general/messages/2").status_code == 403
+    assert alice.delete("/api/rooms/general/messages/1").status_code == 404  # a join
+    assert alice.delete("/api/rooms/general/messages/99").status_code == 404
+    r = alice.client.patch("/api/rooms/general/messages/2", json={"text": ""},
+                           headers=alice.headers)
+    assert r.status_code == 400
+
+    messages = [m for m in history(bob, "general") if m["type"] == "message"]
+    assert [m["text"] for m in messages] == ["hello @bob"]
+    assert rooms(bob)["general"]["mentions"] == 1
+
+    assert alice.delete("/api/rooms/general/messages/2").status_code == 204
+    deleted = stream.next()
+    assert deleted.event == "message.deleted" and deleted.json()["target_seq"] == 2
+    assert deleted.json()["text"] is None
+    stream.close()
+    assert alice.delete("/api/rooms/general/messages/2").status_code == 404
+    original = [m for m in history(bob, "general") if m["seq"] == 2][0]
+    assert original["text"] is None and original["deleted"] is True
+    assert rooms(bob)["general"]["mentions"] == 0
+    # Gone from the store, the edit's copy included.
+    with app.extensions["chat"].store.read() as s:
+        texts = [e.text for e in s.scalars(select(Event))]
+        data = [e.data or "" for e in s.scalars(select(Event))]
+    assert not any(t and "hel" in t for t in texts)
+    assert not any("hel" in d for d in data)
