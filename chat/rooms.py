@@ -85,6 +85,13 @@ def delete_message(room: str, seq: int) -> tuple[str, int]:
     return "", 204
 
 
+@bp.post("/<room>/typing")
+def typing(room: str) -> dict[str, Any]:
+    principal = require_principal()
+    body = v.read_body(form_ok=True, empty_ok=True)
+    return chat_service().typing(principal, v.room_ref(room), v.boolean(body, "typing", True))
+
+
 @bp.get("/<room>/messages")
 def history(room: str) -> dict[str, Any]:
     principal = require_principal()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from .cursor import CursorError, decode_positions, decode_seq
 from .errors import ApiError
 from .hub import BROKER_PREFIX, CONTROL_CHANNEL, Subscriber, pack
 from .models import Channel, Credential, Event, Membership, Mention, User, utcnow
+from .ratelimit import RateLimiter
 from .store import Store
 from .timeline import StoredEvent, iso
 from .validation import dm_room
@@ -31,6 +34,7 @@ from .validation import dm_room
 log = logging.getLogger(__name__)
 
 HISTORY_MAX = 200
+TYPING_SECONDS = 6
 ROOM_KINDS = ("room", "dm")
 NOTIFICATION_LEVELS = ("info", "success", "warning", "error")
 
@@ -56,6 +60,8 @@ class ChatService:
         self.store = store
         self.broker = broker
         self.config = config
+        self._typing_limit = RateLimiter(rate=1.0, burst=5)
+        self._typing_last: dict[tuple[int, int], tuple[bool, float]] = {}
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -361,6 +367,28 @@ class ChatService:
         for note in notes:
             self._publish(note)
         return stored.to_dict(), True
+
+    def typing(self, principal: Principal, room: str, typing: bool) -> dict[str, object]:
+        """An ephemeral `typing` event to the room: never stored, valid for TYPING_SECONDS
+        unless renewed. A repeat of the same state within a second is not sent again."""
+        wait = self._typing_limit.take(f"{principal.user_id}")
+        if wait:
+            raise ApiError(429, "too_many_requests", "Typing updates are coming too fast.",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        with self.store.read() as s:
+            channel, _ = self._room(s, principal, room)
+            cid, name = channel.id, channel.name
+        now = time.monotonic()
+        last = self._typing_last.get((principal.user_id, cid))
+        if last is not None and last[0] == typing and now - last[1] < 1.0:
+            return {"room": room, "typing": typing, "sent": False}
+        self._typing_last[(principal.user_id, cid)] = (typing, now)
+        if len(self._typing_last) > 100_000:
+            self._typing_last.clear()
+        data = {"channel": name, "room": room, "type": "typing", "user": principal.username,
+                "typing": typing, "expires_in": TYPING_SECONDS if typing else 0}
+        self._send(name, pack(name, cid, None, "typing", json.dumps(data)))
+        return {"room": room, "typing": typing, "sent": True}
 
     def edit_message(self, principal: Principal, room: str, seq: int,
                      text: str) -> dict[str, object]:

@@ -277,3 +277,39 @@ def test_edit_and_delete_by_the_sender(app, make_user):
         data = [e.data or "" for e in s.scalars(select(Event))]
     assert not any(t and "hel" in t for t in texts)
     assert not any("hel" in d for d in data)
+
+
+def test_typing_is_ephemeral_and_rate_limited(make_user):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    stream = open_stream(bob, "/api/rooms/general/stream")
+    user_stream = open_stream(bob, "/api/stream")
+    assert stream.next().event == "ready" and user_stream.next().event == "ready"
+    r = alice.post("/api/rooms/general/typing", json={"typing": True})
+    assert r.status_code == 200 and r.get_json()["sent"] is True
+    for s in (stream, user_stream):
+        frame = s.next()
+        assert frame.event == "typing" and frame.id is None
+        data = frame.json()
+        assert (data["user"], data["typing"], data["room"]) == ("alice", True, "general")
+        assert 0 < data["expires_in"] <= 10
+    # The same state again within a second is not sent again.
+    assert alice.post("/api/rooms/general/typing", json={"typing": True}).get_json()[
+        "sent"] is False
+    r = alice.client.post("/api/rooms/general/typing", data={"typing": "false"},
+                          headers=alice.headers)
+    assert r.get_json()["sent"] is True
+    assert stream.next().json()["typing"] is False
+    stream.close()
+    user_stream.close()
+    # Nothing stored.
+    assert rooms(alice)["general"]["last_seq"] == 1  # bob's join only
+    assert [e["type"] for e in history(alice, "general")] == ["member.joined"]
+    # Too fast: 429 with Retry-After.
+    statuses = [alice.post("/api/rooms/general/typing", json={"typing": i % 2 == 0})
+                for i in range(8)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited and int(limited[0].headers["Retry-After"]) >= 1
+    assert limited[0].get_json()["error"]["code"] == "too_many_requests"
+    assert carol.post("/api/rooms/general/typing", json={"typing": True}).status_code == 403
