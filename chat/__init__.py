@@ -29,6 +29,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from .broker import create_broker
     from .extension import ChatExtension
     from .hub import Hub
+    from .presence import create_presence
     from .service import ChatService
     from .store import Store
 
@@ -37,8 +38,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # The embedded default runs with nothing set up; other databases use init-db.
         store.create_all()
     broker = create_broker(app.config["REDIS_URL"], app.config["CHAT_REDIS_HEALTH_SECONDS"])
-    service = ChatService(store, broker, app.config)
+    presence = create_presence(app.config["REDIS_URL"],
+                               app.config["CHAT_PRESENCE_GRACE_SECONDS"],
+                               app.config["CHAT_PRESENCE_TTL_SECONDS"])
+    service = ChatService(store, broker, app.config, presence)
     hub = Hub(broker, service.heads, resync_seconds=app.config["CHAT_RESYNC_SECONDS"],
+              presence=presence,
               write_timeout=app.config["CHAT_WRITE_TIMEOUT_SECONDS"],
               heartbeat=app.config["CHAT_HEARTBEAT_SECONDS"],
               check_access=service.stale_streams,

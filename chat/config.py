@@ -27,6 +27,8 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "CHAT_WRITE_TIMEOUT_SECONDS": (30.0, float),
     "CHAT_RESYNC_SECONDS": (5.0, float),
     "CHAT_ACCESS_CHECK_SECONDS": (60.0, float),
+    "CHAT_PRESENCE_GRACE_SECONDS": (5.0, float),
+    "CHAT_PRESENCE_TTL_SECONDS": (30.0, float),
     "CHAT_PASSWORD_HASH": ("scrypt", str),
     "CHAT_SECURE_COOKIES": (False, _bool),
     "CHAT_SESSION_DAYS": (30, int),

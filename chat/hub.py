@@ -19,6 +19,7 @@ from typing import Any
 
 from .broker import Broker
 from .concurrency import event_type
+from .presence import Presence
 from .sse import encode_body, encode_id
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Subscriber:
     credential_key: str | None = None
     user_id: int | None = None
     room_id: int | None = None  # set for a one-room stream: it needs that membership
+    viewer_id: int | None = None  # who is connected: online while the stream is open
     sock: socket.socket | None = None
     # A tuple: most streams have one or a few channels, and it changes rarely.
     channels: tuple[str, ...] = ()
@@ -162,8 +164,10 @@ class Hub:
         check_access: AccessChecker | None = None,
         access_seconds: float = 60.0,
         background: bool = True,
+        presence: Presence | None = None,
     ) -> None:
         self.broker = broker
+        self.presence = presence
         self._heads = heads
         self._check_access = check_access
         self.access_seconds = access_seconds
@@ -195,6 +199,8 @@ class Hub:
         with self._lock:
             self._subscribers.add(sub)
         self.add_channels(sub, channels)
+        if self.presence is not None and sub.viewer_id is not None:
+            self.presence.opened(sub.viewer_id)
 
     def add_channels(self, sub: Subscriber, channels: dict[str, int]) -> None:
         """Add channels to an attached stream; returns once the broker delivers them."""
@@ -237,7 +243,11 @@ class Hub:
         """Forget a stream that ended."""
         self.remove_channels(sub, list(sub.channels))
         with self._lock:
+            if sub not in self._subscribers:
+                return
             self._subscribers.discard(sub)
+        if self.presence is not None and sub.viewer_id is not None:
+            self.presence.closed(sub.viewer_id)
 
     def note_position(self, channel: str, seq: int) -> None:
         """A stream has read channel up to seq from the store."""
@@ -338,6 +348,8 @@ class Hub:
         channels whose store moved past what the broker delivered (a publish lost to a
         broker outage or a crashed worker); end streams that lost their access."""
         now = time.monotonic()
+        if self.presence is not None:
+            self.presence.tick()
         for sub in list(self._subscribers):
             if sub.write_started:
                 if now - sub.write_started > self.write_timeout:

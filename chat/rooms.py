@@ -92,6 +92,11 @@ def typing(room: str) -> dict[str, Any]:
     return chat_service().typing(principal, v.room_ref(room), v.boolean(body, "typing", True))
 
 
+@bp.get("/<room>/presence")
+def presence(room: str) -> dict[str, Any]:
+    return chat_service().room_presence(require_principal(), v.room_ref(room))
+
+
 @bp.get("/<room>/messages")
 def history(room: str) -> dict[str, Any]:
     principal = require_principal()

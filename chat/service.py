@@ -26,6 +26,7 @@ from .cursor import CursorError, decode_positions, decode_seq
 from .errors import ApiError
 from .hub import BROKER_PREFIX, CONTROL_CHANNEL, Subscriber, pack
 from .models import Channel, Credential, Event, Membership, Mention, User, utcnow
+from .presence import Presence
 from .ratelimit import RateLimiter
 from .store import Store
 from .timeline import StoredEvent, iso
@@ -51,15 +52,19 @@ class StreamPlan:
     credential_key: str
     user_id: int
     reset_reason: str | None = None
+    viewer_id: int | None = None  # who asked: online while the stream is open
     names: dict[int, str] = field(default_factory=dict)
     ready_extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ChatService:
-    def __init__(self, store: Store, broker: Broker, config: dict[str, Any]) -> None:
+    def __init__(self, store: Store, broker: Broker, config: dict[str, Any],
+                 presence: Presence | None = None) -> None:
         self.store = store
         self.broker = broker
         self.config = config
+        self.presence = presence or Presence()
+        self.presence.announce = self.announce_presence
         self._typing_limit = RateLimiter(rate=1.0, burst=5)
         self._typing_last: dict[tuple[int, int], tuple[bool, float]] = {}
 
@@ -241,7 +246,14 @@ class ChatService:
                 user = s.get(User, principal.user_id)
                 assert user is not None
                 joined = self._join(s, channel, user)
-            view = _room_view(channel, principal.username, member=True)
+                s.flush()
+            membership = s.get(Membership, (channel.id, principal.user_id))
+            assert membership is not None
+            view = _room_view(
+                channel, principal.username, member=True,
+                unread=_unread_counts(s, principal.user_id, channel.id).get(channel.id, 0),
+                mentions=_mention_counts(s, principal.user_id, channel.id).get(channel.id, 0),
+                read_seq=membership.read_seq)
         if joined is not None:
             self._joined(principal.username, joined)
         return view
@@ -335,7 +347,8 @@ class ChatService:
                 return []
             other = accounts.get_user(s, username)
             if other is None:
-                raise ApiError(404, "user_not_found", f"No user named '{username}'.")
+                raise ApiError(404, "user_not_found", f"No user named '{username}'.",
+                               "username")
             me = s.get(User, principal.user_id)
             assert me is not None
             channel = Channel(name=f"room:{room}", kind="dm", private=True,
@@ -371,13 +384,13 @@ class ChatService:
     def typing(self, principal: Principal, room: str, typing: bool) -> dict[str, object]:
         """An ephemeral `typing` event to the room: never stored, valid for TYPING_SECONDS
         unless renewed. A repeat of the same state within a second is not sent again."""
+        with self.store.read() as s:
+            channel, _ = self._room(s, principal, room)
+            cid, name = channel.id, channel.name
         wait = self._typing_limit.take(f"{principal.user_id}")
         if wait:
             raise ApiError(429, "too_many_requests", "Typing updates are coming too fast.",
                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
-        with self.store.read() as s:
-            channel, _ = self._room(s, principal, room)
-            cid, name = channel.id, channel.name
         now = time.monotonic()
         last = self._typing_last.get((principal.user_id, cid))
         if last is not None and last[0] == typing and now - last[1] < 1.0:
@@ -389,6 +402,36 @@ class ChatService:
                 "typing": typing, "expires_in": TYPING_SECONDS if typing else 0}
         self._send(name, pack(name, cid, None, "typing", json.dumps(data)))
         return {"room": room, "typing": typing, "sent": True}
+
+    def announce_presence(self, user_id: int, online: bool) -> None:
+        """A user came online or went offline: an ephemeral presence event to each of
+        their rooms."""
+        with self.store.read() as s:
+            username = s.scalar(select(User.username).where(User.id == user_id))
+            rooms = s.execute(
+                select(Channel.id, Channel.name)
+                .join(Membership, Membership.channel_id == Channel.id)
+                .where(Membership.user_id == user_id, Channel.kind.in_(ROOM_KINDS))
+            ).all()
+        if username is None:
+            return
+        for cid, name in rooms:
+            data = {"channel": name, "room": name.split(":", 1)[1], "type": "presence",
+                    "user": username, "online": online}
+            self._send(name, pack(name, cid, None, "presence", json.dumps(data)))
+
+    def room_presence(self, principal: Principal, room: str) -> dict[str, object]:
+        """The room's members who are online now."""
+        with self.store.read() as s:
+            channel, _ = self._room(s, principal, room)
+            members = s.execute(
+                select(User.id, User.username)
+                .join(Membership, Membership.user_id == User.id)
+                .where(Membership.channel_id == channel.id)
+            ).all()
+        online = self.presence.online([uid for uid, _ in members])
+        names = sorted(name for uid, name in members if uid in online)
+        return {"room": room, "online": names, "count": len(names), "members": len(members)}
 
     def edit_message(self, principal: Principal, room: str, seq: int,
                      text: str) -> dict[str, object]:
@@ -452,7 +495,8 @@ class ChatService:
         with self.store.write() as s:
             user = accounts.get_user(s, username)
             if user is None:
-                raise ApiError(404, "user_not_found", f"No user named '{username}'.")
+                raise ApiError(404, "user_not_found", f"No user named '{username}'.",
+                               "username")
             sender = s.get(User, principal.user_id)
             stored = timeline.append(
                 s, _personal_channel(s, username), "notification", sender,
@@ -530,6 +574,7 @@ class ChatService:
                               "read_seq": read_seq}],
                 credential_key=principal.key_id,
                 user_id=principal.user_id,
+                viewer_id=principal.user_id,
                 names={channel.id: channel.name},
             )
         if cursor is not None:
@@ -554,12 +599,16 @@ class ChatService:
             user = accounts.get_user(s, username)
             personal = s.scalar(select(Channel).where(Channel.name == f"user:{username}"))
             if user is None or personal is None:
-                raise ApiError(404, "user_not_found", f"No user named '{username}'.")
+                raise ApiError(404, "user_not_found", f"No user named '{username}'.",
+                               "username")
             rooms = s.execute(
                 select(Channel, Membership)
                 .join(Membership, Membership.channel_id == Channel.id)
-                .where(Membership.user_id == user.id, Channel.kind.in_(ROOM_KINDS))
-                .order_by(Channel.name)
+                .where(Membership.user_id == user.id,
+                       # An admin watching someone's stream does not read their DMs.
+                       Channel.kind.in_(ROOM_KINDS if user.id == principal.user_id
+                                        else ("room",)))
+                .order_by(Channel.kind.desc(), Channel.name)
             ).all()
             unread = _unread_counts(s, user.id)
             mentions = _mention_counts(s, user.id)
@@ -589,6 +638,7 @@ class ChatService:
             ready_rooms=ready_rooms,
             credential_key=principal.key_id,
             user_id=user.id,
+            viewer_id=principal.user_id,
             names=names,
             ready_extra={"notifications": notes},
         )
@@ -690,6 +740,7 @@ def _unread_counts(s: Session, user_id: int, channel_id: int | None = None) -> d
                           Event.seq > Membership.read_seq))
         .join(Channel, Channel.id == Membership.channel_id)
         .where(Membership.user_id == user_id, Event.type == "message",
+               Event.text.is_not(None),  # not deleted
                Channel.kind.in_(ROOM_KINDS),
                or_(Event.sender_id.is_(None), Event.sender_id != user_id))
         .group_by(Membership.channel_id)

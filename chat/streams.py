@@ -89,7 +89,7 @@ class Stream:
         self.sub = Subscriber(max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
                               credential_key=plan.credential_key, user_id=plan.user_id,
                               room_id=next(iter(plan.positions)) if plan.single else None,
-                              sock=sock)
+                              viewer_id=plan.viewer_id, sock=sock)
 
     def cursor(self) -> str:
         if self.single:

@@ -52,9 +52,9 @@ def string(
     if "\0" in value:
         raise ApiError(400, "invalid_field", f"'{field}' must not contain NUL.", field)
     if len(value) < min_length:
-        raise ApiError(
-            400, "invalid_field", f"'{field}' needs at least {min_length} characters.", field
-        )
+        need = "must not be empty" if min_length == 1 else \
+            f"needs at least {min_length} characters"
+        raise ApiError(400, "invalid_field", f"'{field}' {need}.", field)
     if len(value) > max_length:
         raise ApiError(
             400, "invalid_field", f"'{field}' is longer than {max_length} characters.", field

@@ -83,9 +83,12 @@ def parse_frames(stream: bytes) -> list[Frame]:
 class ClientStream:
     """Reads a Flask test-client streaming response frame by frame."""
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: Any, ignore: tuple[str, ...] = ("presence",)) -> None:
+        """ignore: event types skipped (by default presence, which comes and goes with
+        every stream a test opens)."""
         assert response.status_code == 200, response.get_data(as_text=True)
         self.response = response
+        self.ignore = ignore
         self._chunks: Iterator[bytes] = iter(response.response)
         self.parser = FrameParser()
         self._pending: list[Frame] = []
@@ -102,7 +105,8 @@ class ClientStream:
             except StopIteration:
                 self.ended = True
                 return None
-            self._pending.extend(self.parser.feed(chunk))
+            self._pending.extend(f for f in self.parser.feed(chunk)
+                                 if f.event not in self.ignore)
         return self._pending.pop(0) if self._pending else None
 
     def take(self, count: int, event: str | None = None, max_chunks: int = 40) -> list[Frame]:

@@ -313,3 +313,40 @@ def test_typing_is_ephemeral_and_rate_limited(make_user):
     assert limited and int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].get_json()["error"]["code"] == "too_many_requests"
     assert carol.post("/api/rooms/general/typing", json={"typing": True}).status_code == 403
+
+
+def test_a_deleted_message_is_not_unread(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    m = post(alice, "general", "oops")
+    assert rooms(bob)["general"]["unread"] == 1
+    alice.delete(f"/api/rooms/general/messages/{m['seq']}")
+    assert rooms(bob)["general"]["unread"] == 0
+    r = bob.post("/api/rooms/general/join")  # already a member: the real state
+    assert (r.get_json()["unread"], r.get_json()["read_seq"]) == (0, 1)
+
+
+def test_an_admin_watching_a_users_stream_does_not_get_their_dms(client, runner, make_user):
+    alice = make_user("alice")
+    make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    alice.post("/api/users/bob/messages", json={"text": "private"})
+    runner.invoke(args=["create-user", "ops", "--admin", "--password", "password123"])
+    token = runner.invoke(args=["create-token", "ops"]).stdout.strip()
+    r = client.get("/api/users/alice/stream", headers={"Authorization": f"Bearer {token}"},
+                   buffered=False)
+    s = ClientStream(r)
+    assert [x["room"] for x in s.next().json()["rooms"]] == ["general"]
+    s.close()
+    own = open_stream(alice, "/api/stream")
+    assert [x["room"] for x in own.next().json()["rooms"]] == ["general", "alice~bob"]
+    own.close()
+
+
+def test_typing_in_a_room_you_are_not_in_is_refused_before_any_rate_limit(make_user):
+    alice, carol = make_user("alice"), make_user("carol")
+    alice.post("/api/rooms", json={"name": "general"})
+    statuses = {carol.post("/api/rooms/general/typing", json={"typing": True}).status_code
+                for _ in range(10)}
+    assert statuses == {403}

@@ -187,8 +187,12 @@ class SSEClient:
     auto_reconnect: bool = False
     max_reconnects: int = 20
     reconnect_delay: float = 0.2
+    # Event types kept out of the queue (still recorded in .events and .ignored): by
+    # default presence, which comes and goes with every stream a test opens.
+    ignore: tuple[str, ...] = ("presence",)
 
     def __post_init__(self) -> None:
+        self.ignored: list[Event] = []
         self.queue: queue.Queue[Event | _End] = queue.Queue()
         self.comments: list[Comment] = []
         self.events: list[Event] = []  # every event ever dispatched, in order
@@ -290,7 +294,10 @@ class SSEClient:
                     else:
                         self.last_event_id = item.last_event_id
                         self.events.append(item)
-                        self.queue.put(item)
+                        if item.event in self.ignore:
+                            self.ignored.append(item)
+                        else:
+                            self.queue.put(item)
                 if parser.retry is not None:
                     self.retry = parser.retry
         except BaseException as exc:  # noqa: BLE001 - the thread must never raise
