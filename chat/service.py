@@ -208,7 +208,7 @@ class ChatService:
                 # The creator's membership is the room's beginning, not an event in it.
                 s.add(Membership(channel_id=channel.id, user_id=principal.user_id))
                 s.flush()
-                view = _room_view(channel, principal.username, member=True)
+                view = _room_view(channel, principal.username, member=True, read_seq=0)
         except IntegrityError:
             raise ApiError(409, "room_exists", f"A room named '{name}' exists.", "name") from None
         self._control(f"user:{principal.username}", op="join", channel=channel.name,
