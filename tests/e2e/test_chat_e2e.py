@@ -30,8 +30,15 @@ WAIT = 15.0  # the bound on every wait for a stream event
 
 # Ephemeral events that these tests do not look at and skip wherever they appear.
 # `presence` (a user's streams opening and closing) goes to every room of that user, so it
-# may show up between any two events of the tests below; clients ignore what they skip.
+# may show up between any two events of the tests below. SSEClient keeps it out of its
+# queue by default; next_ev skips it too, whatever a client's `ignore` says.
 NOISE = frozenset({"presence"})
+
+# The store backstop (a periodic resync from the database) is off: every event must come
+# through the broker's live path, in real time. With it on, an event whose publish was
+# forgotten would still arrive within CHAT_RESYNC_SECONDS from the store (and, with two
+# processes on one SQLite file, even without Redis), and these tests could not tell.
+LIVE_ONLY = {"CHAT_RESYNC_SECONDS": "0"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -124,7 +131,7 @@ def make_room_with_bob(ns: SimpleNamespace) -> None:
 @pytest.fixture
 def chat(service_factory: ServiceFactory) -> SimpleNamespace:
     """One gunicorn (gevent, in-process broker) and users alice, bob, carol."""
-    svc = service_factory("embedded")
+    svc = service_factory("embedded", env=LIVE_ONLY)
     ns = users(svc, "alice", "bob", "carol")
     ns.svc = svc
     return ns
@@ -143,14 +150,20 @@ def test_direct_message_reaches_open_stream_and_stays_private(chat: SimpleNamesp
     assert r.status_code == 201, (r.status_code, r.text[:500])
     message = r.json()
     assert (message["room"], message["channel"], message["sender"]) == (
-        DM, f"room:{DM}", "alice"), message
+        DM,
+        f"room:{DM}",
+        "alice",
+    ), message
     assert (message["text"], message["client_msg_id"]) == ("psst", "d1"), message
 
     # The DM room joins bob's open stream: his own join, then the message, nothing else.
     joined, got = take_ev(bob_stream, 2)
     assert joined.event == "member.joined", joined
     assert (joined.json()["user"], joined.json()["by"], joined.json()["room"]) == (
-        "bob", "alice", DM), joined
+        "bob",
+        "alice",
+        DM,
+    ), joined
     assert joined.id, "a stored event carries an id"
     assert got.event == "message", got
     data = got.json()
@@ -172,10 +185,8 @@ def test_direct_message_reaches_open_stream_and_stays_private(chat: SimpleNamesp
     assert DM not in rooms_of(carol)
 
     # A third user cannot see the DM room at all: 404, as if it did not exist.
-    expect_json_error(svc, chat.tokens["carol"], f"/api/rooms/{DM}/messages", 404,
-                      "room_not_found")
-    expect_json_error(svc, chat.tokens["carol"], f"/api/rooms/{DM}/stream", 404,
-                      "room_not_found")
+    expect_json_error(svc, chat.tokens["carol"], f"/api/rooms/{DM}/messages", 404, "room_not_found")
+    expect_json_error(svc, chat.tokens["carol"], f"/api/rooms/{DM}/stream", 404, "room_not_found")
 
     # bob answers in the room itself; the next stored event on his stream is that reply
     # (the repeated send above stored and sent nothing).
@@ -265,8 +276,9 @@ def test_concurrent_sends_with_one_client_msg_id_store_one_message(
     def send(i: int) -> requests.Response:
         barrier.wait()
         # A different text each time: a repeat is answered with the original, unread.
-        return clients[i].post(f"/api/rooms/{ROOM}/messages",
-                               {"text": f"attempt {i}", "client_msg_id": "burst-1"})
+        return clients[i].post(
+            f"/api/rooms/{ROOM}/messages", {"text": f"attempt {i}", "client_msg_id": "burst-1"}
+        )
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         responses = list(pool.map(send, range(n), timeout=60))
@@ -282,7 +294,9 @@ def test_concurrent_sends_with_one_client_msg_id_store_one_message(
     assert marker["seq"] == created["seq"] + 1, "the burst stored more than one event"
     got = take_ev(room_stream, 2)
     assert [(e.event, e.id) for e in got] == [
-        ("message", str(created["seq"])), ("message", str(marker["seq"]))], got
+        ("message", str(created["seq"])),
+        ("message", str(marker["seq"])),
+    ], got
     assert got[0].json() == created
 
     stored = [m for m in alice.history(ROOM) if m.get("client_msg_id") == "burst-1"]
@@ -361,6 +375,7 @@ def test_edit_and_delete_reach_the_stream_and_the_history(chat: SimpleNamespace)
     assert ev.event == "message.deleted" and ev.id == str(seq + 2), ev
     data = ev.json()
     assert (data["target_seq"], data["text"], data["seq"]) == (seq, None, seq + 2), data
+    assert data["deleted"] is True, data
 
     history = {m["seq"]: m for m in bob.history(ROOM)}
     assert sorted(history) == [1, seq, seq + 1, seq + 2], sorted(history)
@@ -389,13 +404,21 @@ def test_notification_from_a_form_post(chat: SimpleNamespace) -> None:
     assert ready["notifications"] == {"unread": 0, "read_seq": 0}, ready
 
     # As `curl -d title=... -d body=...` sends it: application/x-www-form-urlencoded.
-    r = alice.request("POST", "/api/users/alice/notifications",
-                      data={"title": "Backup done", "body": "nightly, 3 GB"})
+    r = alice.request(
+        "POST",
+        "/api/users/alice/notifications",
+        data={"title": "Backup done", "body": "nightly, 3 GB"},
+    )
     assert r.request.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert r.status_code == 201, (r.status_code, r.text[:500])
     note = r.json()
     assert (note["type"], note["kind"], note["title"], note["body"], note["level"]) == (
-        "notification", "notification", "Backup done", "nightly, 3 GB", "info"), note
+        "notification",
+        "notification",
+        "Backup done",
+        "nightly, 3 GB",
+        "info",
+    ), note
     assert (note["sender"], note["channel"], note["url"]) == ("alice", "user:alice", None)
 
     ev = next_ev(stream)
@@ -425,8 +448,10 @@ def test_notification_from_a_form_post(chat: SimpleNamespace) -> None:
 @pytest.fixture
 def pair(redis_server: RedisServer, service_factory: ServiceFactory) -> SimpleNamespace:
     """Services A and B: one SQLite file, one redis-server, one worker each."""
-    a = service_factory("a", redis=redis_server, args=("--workers", "1"))
-    b = service_factory("b", redis=redis_server, args=("--workers", "1"), init_db=False)
+    a = service_factory("a", redis=redis_server, env=LIVE_ONLY, args=("--workers", "1"))
+    b = service_factory(
+        "b", redis=redis_server, env=LIVE_ONLY, args=("--workers", "1"), init_db=False
+    )
     assert a.db_path == b.db_path
     tokens = {name: register(a, name) for name in ("alice", "bob")}
     return SimpleNamespace(a=a, b=b, tokens=tokens)
@@ -457,4 +482,8 @@ def test_dm_and_read_cross_processes_through_redis(pair: SimpleNamespace) -> Non
     assert ev.event == "read" and ev.id, ev
     data = ev.json()
     assert (data["room"], data["read_seq"], data["unread"], data["channel"]) == (
-        DM, message["seq"], 0, "user:bob"), data
+        DM,
+        message["seq"],
+        0,
+        "user:bob",
+    ), data
