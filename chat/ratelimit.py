@@ -1,5 +1,4 @@
-"""A small in-process token bucket per key (per worker: a user spread over several
-workers gets each worker's allowance)."""
+"""Rate limits per key: a token bucket in the worker, or a window shared through Redis."""
 
 from __future__ import annotations
 
@@ -37,3 +36,44 @@ class RateLimiter:
                 if t + (now - s) * self.rate >= self.burst]
         for key in full:
             del self._buckets[key]
+
+
+_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if count > tonumber(ARGV[2]) then return redis.call('PTTL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisRateLimiter(RateLimiter):
+    """The same allowance shared by every worker: `burst` actions per `burst / rate`
+    seconds per key, counted in Redis. If Redis fails, each worker limits on its own."""
+
+    def __init__(self, url: str, rate: float, burst: int, prefix: str = "chat:rate:") -> None:
+        super().__init__(rate, burst)
+        import redis
+
+        self._errors = (redis.RedisError,)
+        self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+        self._script = self._redis.register_script(_WINDOW)
+        self.prefix = prefix
+        self.window_ms = int(1000 * burst / rate)
+
+    def take(self, key: str) -> float:
+        try:
+            wait_ms = int(self._script(keys=[self.prefix + key],
+                                       args=[self.window_ms, self.burst]))
+        except self._errors:
+            return super().take(key)
+        return max(wait_ms, 1) / 1000 if wait_ms else 0.0
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def create_rate_limiter(redis_url: str | None, rate: float, burst: int) -> RateLimiter:
+    """Shared through Redis when there is one, else this worker's own."""
+    if redis_url:
+        return RedisRateLimiter(redis_url, rate, burst)
+    return RateLimiter(rate, burst)

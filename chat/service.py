@@ -27,7 +27,7 @@ from .errors import ApiError
 from .hub import BROKER_PREFIX, CONTROL_CHANNEL, Subscriber, pack
 from .models import Channel, Credential, Event, Membership, Mention, User, utcnow
 from .presence import Presence
-from .ratelimit import RateLimiter
+from .ratelimit import create_rate_limiter
 from .store import Store
 from .timeline import StoredEvent, iso
 from .validation import dm_room
@@ -65,7 +65,7 @@ class ChatService:
         self.config = config
         self.presence = presence or Presence()
         self.presence.announce = self.announce_presence
-        self._typing_limit = RateLimiter(rate=1.0, burst=5)
+        self._typing_limit = create_rate_limiter(config.get("REDIS_URL"), rate=1.0, burst=5)
         self._typing_last: dict[tuple[int, int], tuple[bool, float]] = {}
 
     # -- publishing -----------------------------------------------------------------------

@@ -141,3 +141,18 @@ def test_redis_presence_expires_the_users_of_a_dead_worker(redis_url):
     finally:
         survivor.close()
         doomed.close()
+
+
+def test_the_typing_limit_is_shared_by_workers_through_redis(redis_url):
+    from chat.ratelimit import RedisRateLimiter
+
+    w1 = RedisRateLimiter(redis_url, rate=1.0, burst=5)
+    w2 = RedisRateLimiter(redis_url, rate=1.0, burst=5)
+    try:
+        waits = [(w1 if i % 2 else w2).take("user:1") for i in range(8)]
+        assert waits[:5] == [0.0] * 5
+        assert all(0 < w <= 5.0 for w in waits[5:])
+        assert w1.take("user:2") == 0.0  # keys are apart
+    finally:
+        w1.close()
+        w2.close()
