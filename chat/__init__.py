@@ -51,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["chat"] = ChatExtension(store=store, broker=broker, hub=hub, service=service)
 
     errors.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(rooms.bp)

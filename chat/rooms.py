@@ -43,6 +43,11 @@ def leave(room: str) -> dict[str, Any]:
     return {"ok": True}
 
 
+@bp.get("/<room>/members")
+def members(room: str) -> dict[str, Any]:
+    return chat_service().room_members(require_principal(), v.room_ref(room))
+
+
 @bp.post("/<room>/members")
 def add_member(room: str) -> tuple[Response, int]:
     principal = require_principal()

@@ -420,6 +420,22 @@ class ChatService:
                     "user": username, "online": online}
             self._send(name, pack(name, cid, None, "presence", json.dumps(data)))
 
+    def room_members(self, principal: Principal, room: str) -> dict[str, object]:
+        """The room's members, each with whether they are online."""
+        with self.store.read() as s:
+            channel, _ = self._room(s, principal, room)
+            members = s.execute(
+                select(User.id, User.username, User.display_name)
+                .join(Membership, Membership.user_id == User.id)
+                .where(Membership.channel_id == channel.id)
+                .order_by(User.username)
+            ).all()
+        online = self.presence.online([uid for uid, _, _ in members])
+        return {"room": room,
+                "members": [{"username": name, "display_name": display or name,
+                             "online": uid in online} for uid, name, display in members],
+                "online": sum(1 for uid, _, _ in members if uid in online)}
+
     def room_presence(self, principal: Principal, room: str) -> dict[str, object]:
         """The room's members who are online now."""
         with self.store.read() as s:

@@ -350,3 +350,18 @@ def test_typing_in_a_room_you_are_not_in_is_refused_before_any_rate_limit(make_u
     statuses = {carol.post("/api/rooms/general/typing", json={"typing": True}).status_code
                 for _ in range(10)}
     assert statuses == {403}
+
+
+def test_member_list_with_presence(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    make_user("carol")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    s = open_stream(alice, "/api/stream")
+    assert s.next().event == "ready"
+    r = bob.get("/api/rooms/general/members")
+    assert r.status_code == 200
+    assert r.get_json() == {"room": "general", "online": 1, "members": [
+        {"username": "alice", "display_name": "alice", "online": True},
+        {"username": "bob", "display_name": "bob", "online": False}]}
+    s.close()
