@@ -145,7 +145,28 @@
       li.append(button);
       list.append(li);
     }
+    renderBrowse();
     updateTitle();
+  }
+
+  function renderBrowse() {
+    // Public rooms the user is not in, one click from joining.
+    const list = $("browse-list");
+    list.replaceChildren();
+    for (const room of state.rooms.values()) {
+      if (room.member || room.kind !== "room") continue;
+      const li = document.createElement("li");
+      li.dataset.room = room.name;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary";
+      button.textContent = `Join # ${room.name}`;
+      button.addEventListener("click", () => joinOrCreate(room.name));
+      li.append(button);
+      list.append(li);
+    }
+    list.hidden = list.children.length === 0;
+    document.getElementById("browse-heading").hidden = list.hidden;
   }
 
   function updateTitle() {
@@ -717,9 +738,8 @@
   function onMembership(event) {
     const room = state.rooms.get(event.room);
     if (room) room.last_seq = Math.max(room.last_seq || 0, event.seq);
-    if (event.user === state.me.username && event.type === "member.joined" && !room) {
-      loadRooms();
-    }
+    const mine = event.user === state.me.username;
+    if (mine && (event.type === "member.left" || !room || !room.member)) loadRooms();
     if (event.room === state.current) {
       addEvent(event);
       loadMembers();
