@@ -341,7 +341,8 @@ class Service:
         ]
 
     def start(self, *extra_args: str) -> None:
-        assert self.proc is None
+        """Start gunicorn; again after stop() too, on the same port and database."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             self.command(*extra_args),
