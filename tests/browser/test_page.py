@@ -302,6 +302,42 @@ def test_server_restart_reconnects_without_loss_or_duplicates(
     expect(alice.stored_message("still here")).to_have_count(1, timeout=T)
 
 
+@pytest.mark.browser
+def test_a_stream_refused_during_a_deploy_is_recreated(
+    chat_service: Service, signin: SignIn
+) -> None:
+    """A non-200 makes the browser's EventSource give up for good: the page must make a
+    new one (with backoff) and resume from where it was."""
+    svc = chat_service
+    alice, bob = _pair_in(signin, "general")
+    bob.expect_live()
+    refused: list[str] = []
+
+    def deploying(route: Route) -> None:
+        refused.append(route.request.url)
+        route.fulfill(status=503, content_type="application/json",
+                      body='{"error": {"code": "unavailable", "message": "deploying"}}')
+
+    bob.page.route("**/api/stream*", deploying)
+    svc.stop()  # the open stream ends; every reconnect now meets the 503
+    expect(bob.tid("conn")).to_have_attribute("data-state", "reconnecting", timeout=T)
+    token = svc.create_token("alice")
+    svc.start()
+    posted = svc.api(token).post_message("general", "sent during the deploy")
+    deadline = time.monotonic() + 20
+    while len(refused) < 2 and time.monotonic() < deadline:
+        bob.page.wait_for_timeout(200)
+    # The browser's own retry got the 503 and gave up; the page made a new EventSource
+    # that resumes from the last id it saw.
+    assert len(refused) >= 2, refused
+    assert all("last_event_id=" in url for url in refused[1:]), refused
+    bob.page.unroute("**/api/stream*")
+    bob.expect_live(timeout=40_000)
+    expect(bob.message_seq(posted["seq"])).to_have_count(1, timeout=T)
+    bob.page.wait_for_timeout(1000)
+    expect(bob.stored_message("sent during the deploy")).to_have_count(1, timeout=T)
+
+
 # --------------------------------------------------------------------------- 7
 
 
