@@ -6,10 +6,13 @@ A publish that fails loses nothing: the hubs catch streams up from the store.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import math
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +28,7 @@ from .broker import Broker
 from .cursor import CursorError, decode_positions, decode_seq
 from .errors import ApiError
 from .hub import BROKER_PREFIX, CONTROL_CHANNEL, Subscriber, pack
-from .models import Channel, Credential, Event, Membership, Mention, User, utcnow
+from .models import Channel, Credential, Event, Membership, Mention, User, Webhook, utcnow
 from .presence import Presence
 from .ratelimit import create_rate_limiter
 from .store import Store
@@ -36,8 +39,21 @@ log = logging.getLogger(__name__)
 
 HISTORY_MAX = 200
 TYPING_SECONDS = 6
+SIGNATURE_TOLERANCE = 300
 ROOM_KINDS = ("room", "dm")
 NOTIFICATION_LEVELS = ("info", "success", "warning", "error")
+
+
+@dataclass(frozen=True)
+class WebhookInfo:
+    """A webhook as a delivery needs it: plain data, no session."""
+
+    id: int
+    channel_id: int
+    channel: str
+    name: str
+    created_by: int | None
+    signing_secret: str | None
 
 
 @dataclass
@@ -501,6 +517,109 @@ class ChatService:
                                          before=before, newest=newest)
             return [e.to_dict() for e in events]
 
+    # -- incoming webhooks ------------------------------------------------------------------
+
+    def create_webhook(self, principal: Principal, room: str, name: str,
+                       signed: bool) -> dict[str, object]:
+        """A webhook for a room; its URL (and signing secret) are shown only now."""
+        with self.store.write() as s:
+            channel, _ = self._room(s, principal, room)
+            key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+            hook = Webhook(channel_id=channel.id, created_by=principal.user_id, name=name,
+                           key_id=key_id, secret_hash=_sha256(secret),
+                           signing_secret=secrets.token_hex(32) if signed else None)
+            s.add(hook)
+            s.flush()
+            view = _webhook_view(hook, room)
+            view["url"] = f"/hooks/wh_{key_id}_{secret}"
+            if hook.signing_secret:
+                view["signing_secret"] = hook.signing_secret
+            return view
+
+    def list_webhooks(self, principal: Principal, room: str) -> list[dict[str, object]]:
+        with self.store.read() as s:
+            channel, _ = self._room(s, principal, room)
+            hooks = s.scalars(select(Webhook).where(Webhook.channel_id == channel.id)
+                              .order_by(Webhook.id))
+            return [_webhook_view(h, room) for h in hooks]
+
+    def delete_webhook(self, principal: Principal, room: str, webhook_id: int) -> None:
+        with self.store.write() as s:
+            channel, _ = self._room(s, principal, room)
+            hook = s.get(Webhook, webhook_id)
+            if hook is None or hook.channel_id != channel.id:
+                raise ApiError(404, "webhook_not_found", "No such webhook in this room.")
+            s.delete(hook)
+
+    def webhook_for(self, token: str) -> WebhookInfo:
+        """The webhook a URL token stands for; 404 for anything else."""
+        parts = token.split("_", 2)
+        if len(parts) == 3 and parts[0] == "wh" and len(token) <= 200:
+            with self.store.read() as s:
+                row = s.execute(
+                    select(Webhook, Channel.name)
+                    .join(Channel, Channel.id == Webhook.channel_id)
+                    .where(Webhook.key_id == parts[1])
+                ).first()
+            if row is not None and hmac.compare_digest(row[0].secret_hash,
+                                                       _sha256(parts[2])):
+                hook, channel_name = row
+                return WebhookInfo(hook.id, hook.channel_id, channel_name, hook.name,
+                                   hook.created_by, hook.signing_secret)
+        raise ApiError(404, "webhook_not_found", "No such webhook.")
+
+    def check_webhook_signature(self, hook: WebhookInfo, raw: bytes,
+                                header: str | None) -> None:
+        """For a signed webhook: `X-Chat-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
+        "<t>.<raw body>">`, at most five minutes off."""
+        if hook.signing_secret is None:
+            return
+        if not header:
+            raise ApiError(401, "signature_required", "This webhook needs X-Chat-Signature.")
+        fields: dict[str, list[str]] = {}
+        for part in header.split(","):
+            key, _, value = part.strip().partition("=")
+            fields.setdefault(key, []).append(value)
+        stamp = (fields.get("t") or [""])[0]
+        if not stamp.isdigit() or len(stamp) > 12:
+            raise ApiError(401, "bad_signature", "X-Chat-Signature needs t=<unix time>.")
+        if abs(time.time() - int(stamp)) > SIGNATURE_TOLERANCE:
+            raise ApiError(401, "signature_expired",
+                           "The signature's time is more than five minutes off.")
+        expected = hmac.new(hook.signing_secret.encode(), stamp.encode() + b"." + raw,
+                            hashlib.sha256).hexdigest()
+        if not any(hmac.compare_digest(expected, given) for given in fields.get("v1", [])):
+            raise ApiError(401, "bad_signature", "The signature does not match the body.")
+
+    def post_via_webhook(self, hook: WebhookInfo, text: str, username: str | None,
+                         key: str | None) -> tuple[dict[str, object], bool]:
+        """A bot message from a webhook; the same Idempotency-Key again stores nothing."""
+        client_key = f"hook{hook.id}:{key}" if key else None
+        for attempt in range(2):
+            try:
+                with self.store.write() as s:
+                    channel = s.get(Channel, hook.channel_id)
+                    creator = s.get(User, hook.created_by) if hook.created_by else None
+                    if channel is None:
+                        raise ApiError(404, "webhook_not_found", "No such webhook.")
+                    if client_key is not None:
+                        original = s.scalar(select(Event).where(
+                            Event.channel_id == channel.id, Event.client_msg_id == client_key))
+                        if original is not None:
+                            return timeline.to_stored(
+                                original, channel.name,
+                                creator.username if creator else None).to_dict(), False
+                    stored = timeline.append(
+                        s, channel, "message", creator, text, client_key,
+                        extra={"sender": username or hook.name, "bot": True,
+                               "webhook": hook.name})
+                break
+            except IntegrityError:
+                if attempt or client_key is None:
+                    raise
+        self._publish(stored)
+        return stored.to_dict(), True
+
     # -- notifications --------------------------------------------------------------------
 
     def notify(self, principal: Principal, username: str, title: str, body: str | None,
@@ -709,6 +828,15 @@ class ChatService:
     def heads(self, channel_ids: list[int]) -> dict[int, int]:
         with self.store.read() as s:
             return timeline.heads(s, channel_ids)
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _webhook_view(hook: Webhook, room: str) -> dict[str, object]:
+    return {"id": hook.id, "room": room, "name": hook.name,
+            "signed": hook.signing_secret is not None, "created_at": iso(hook.created_at)}
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
