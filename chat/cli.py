@@ -1,20 +1,28 @@
-"""Operator commands: flask --app app init-db | create-user | create-token."""
+"""Operator commands: flask --app app init-db | create-user | create-token | send | tail |
+list-tokens | revoke-token."""
 
 from __future__ import annotations
+
+import json
+import time
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy import select
 
-from . import accounts
+from . import accounts, timeline
+from .accounts import Principal
+from .errors import ApiError
 from .extension import chat_extension
-from .validation import NAME_RE
+from .models import Channel
+from .validation import NAME_RE, room_ref
 
 
 def init_app(app: Flask) -> None:
-    app.cli.add_command(init_db)
-    app.cli.add_command(create_user)
-    app.cli.add_command(create_token)
+    for command in (init_db, create_user, create_token, send, tail, list_tokens,
+                    revoke_token):
+        app.cli.add_command(command)
 
 
 @click.command("init-db")
@@ -61,3 +69,87 @@ def create_token(name: str, label: str) -> None:
             raise click.ClickException(f"no user {name!r}")
         _, token = accounts.issue_credential(s, user, "api", label)
     click.echo(token)
+
+
+def _cli_principal(username: str) -> Principal:
+    """Act as USER from the command line (an operator on the server's machine)."""
+    with chat_extension().store.read() as s:
+        user = accounts.get_user(s, username)
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        return Principal(user.id, user.username, user.is_admin, 0, "cli", "cli")
+
+
+@click.command("send")
+@click.argument("room")
+@click.argument("text")
+@click.option("--as", "username", required=True, help="The user who sends it.")
+@with_appcontext
+def send(room: str, text: str, username: str) -> None:
+    """Send TEXT to ROOM as a user; prints the stored message."""
+    try:
+        message, _ = chat_extension().service.post_message(
+            _cli_principal(username), room_ref(room), text, None)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(json.dumps(message))
+
+
+@click.command("tail")
+@click.argument("stream")
+@click.option("--last-event-id", "last_id", type=int, default=None,
+              help="Resume after this seq (default: only new events).")
+@click.option("--follow/--no-follow", default=True, help="Keep printing new events.")
+@click.option("--interval", type=float, default=0.5, show_default=True,
+              help="Seconds between looks at the store.")
+@with_appcontext
+def tail(stream: str, last_id: int | None, follow: bool, interval: float) -> None:
+    """Print STREAM's events as JSON lines as they are stored: a room name, or
+    user:NAME for a user's own timeline. Each line's "seq" resumes with --last-event-id."""
+    store = chat_extension().store
+    name = stream if stream.startswith("user:") else f"room:{room_ref(stream)}"
+    with store.read() as s:
+        channel = s.scalar(select(Channel).where(Channel.name == name))
+        if channel is None:
+            raise click.ClickException(f"no stream {stream!r}")
+        cid, position = channel.id, channel.last_seq if last_id is None else last_id
+    try:
+        while True:
+            with store.read() as s:
+                events = timeline.read_after(s, cid, name, position, 500)
+            for event in events:
+                click.echo(event.data)
+                position = event.seq
+            if not follow and len(events) < 500:
+                return
+            if len(events) < 500:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+@click.command("list-tokens")
+@click.argument("name")
+@with_appcontext
+def list_tokens(name: str) -> None:
+    """List user NAME's API tokens (never their secrets)."""
+    with chat_extension().store.read() as s:
+        user = accounts.get_user(s, name)
+        if user is None:
+            raise click.ClickException(f"no user {name!r}")
+        for cred in accounts.list_credentials(s, user.id):
+            view = accounts.credential_view(cred)
+            click.echo(f"{view['id']}\t{view['name']}\t{view['created_at']}")
+
+
+@click.command("revoke-token")
+@click.argument("token_id", type=int)
+@with_appcontext
+def revoke_token(token_id: int) -> None:
+    """Revoke an API token by its id; streams opened with it end."""
+    admin = Principal(0, "cli", True, 0, "cli", "cli")
+    try:
+        chat_extension().service.revoke_credential(admin, token_id)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"revoked token {token_id}", err=True)
