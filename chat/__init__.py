@@ -25,7 +25,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from . import auth, cli, direct, errors, health, rooms, streams, web, webhooks
+    from . import auth, cli, direct, errors, health, logs, rooms, streams, web, webhooks
     from .broker import create_broker
     from .extension import ChatExtension
     from .hub import Hub
@@ -50,6 +50,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
               access_seconds=app.config["CHAT_ACCESS_CHECK_SECONDS"])
     app.extensions["chat"] = ChatExtension(store=store, broker=broker, hub=hub, service=service)
 
+    logs.init_app(app)
     errors.init_app(app)
     web.init_app(app)
     cli.init_app(app)

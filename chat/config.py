@@ -33,6 +33,7 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "CHAT_SECURE_COOKIES": (False, _bool),
     "CHAT_SESSION_DAYS": (30, int),
     "CHAT_REDIS_HEALTH_SECONDS": (5.0, float),
+    "CHAT_LOG_LEVEL": ("info", str),
 }
 
 

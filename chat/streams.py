@@ -98,6 +98,7 @@ class Stream:
 
     def frames(self) -> Iterator[bytes]:
         sub = self.sub
+        opened = time.monotonic()
         try:
             # The first write makes gunicorn send the headers now, not with the first event.
             yield encode_comment("stream open") + f"retry: {self.retry_ms}\n\n".encode()
@@ -127,8 +128,13 @@ class Stream:
                 yield chunk
                 sub.last_write = time.monotonic()
                 sub.write_started = 0.0
+        except Exception:
+            # End the response cleanly; the client resumes from its last id.
+            log.exception("stream failed")
         finally:
             self.hub.detach(sub)
+            log.info("stream of user %s ended after %.1fs: %s", sub.viewer_id,
+                     time.monotonic() - opened, sub.close_reason or "client gone")
 
     def _start(self) -> bytes:
         """Subscribe, then the `ready` frame (and `reset` where the cursor was no good);
