@@ -5,6 +5,7 @@ Command-line flags (--bind, --workers, ...) override these.
 
 import os
 import resource
+import tempfile
 
 bind = os.environ.get("CHAT_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
@@ -26,7 +27,8 @@ GC_THRESHOLDS = (20_000, 20, 20)
 
 
 def on_starting(server):
-    """Refuse a setup that would silently lose messages or run out of descriptors."""
+    """Refuse a setup that would silently lose messages or run out of descriptors; give
+    the workers a fresh directory for their Prometheus samples."""
     redis_url = os.environ.get("REDIS_URL", "")
     if server.cfg.workers > 1 and (not redis_url or redis_url.startswith("memory:")):
         raise SystemExit(
@@ -39,11 +41,26 @@ def on_starting(server):
             "chat: SQLite serves one worker (its lock waits would freeze the others); "
             "use PostgreSQL (DATABASE_URL) for more workers, or run --workers 1."
         )
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chat-metrics-")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = server.cfg.worker_connections + 256
     if soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def child_exit(server, worker):
+    """A dead worker's open-streams gauge must stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):

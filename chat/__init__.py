@@ -25,7 +25,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SECRET_KEY"] = _instance_secret(app.instance_path)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from . import auth, cli, direct, errors, health, logs, rooms, streams, web, webhooks
+    from . import (
+        auth,
+        cli,
+        direct,
+        errors,
+        health,
+        logs,
+        metrics,
+        rooms,
+        streams,
+        web,
+        webhooks,
+    )
     from .broker import create_broker
     from .extension import ChatExtension
     from .hub import Hub
@@ -62,6 +74,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(web.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     return app
 
 

@@ -19,6 +19,8 @@ from redis.backoff import ExponentialBackoff
 from redis.connection import Connection
 from redis.retry import Retry
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 class Confirmation:
@@ -217,6 +219,7 @@ class RedisBroker(Broker):
                 conn.send_command("SUBSCRIBE", *pending)
         if not first:
             self.reconnects += 1
+            metrics.BROKER_RECONNECTS.inc()
             log.info("redis broker: reconnected, resubscribing %d channels", len(pending))
         self.connected = True
         # Whatever was published while no subscription was in place is in the store only:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import metrics
 from .broker import Broker
 from .concurrency import event_type
 from .presence import Presence
@@ -29,8 +30,10 @@ CONTROL_CHANNEL = "_control"
 
 
 def pack(channel: str, channel_id: int | None, seq: int | None, type_: str, data: str) -> bytes:
-    """The broker payload: a small JSON header line, then the event data (JSON text)."""
-    header = json.dumps({"ch": channel, "cid": channel_id, "seq": seq, "t": type_})
+    """The broker payload: a small JSON header line (with when it was published, for the
+    delivery-lag metric), then the event data (JSON text)."""
+    header = json.dumps({"ch": channel, "cid": channel_id, "seq": seq, "t": type_,
+                         "ts": time.time()})
     return header.encode() + b"\n" + data.encode()
 
 
@@ -43,6 +46,7 @@ class LiveEvent:
     seq: int | None
     type: str
     body: bytes
+    stored_at: float | None = None  # wall-clock time of the publish, just after the commit
     _single: bytes | None = None
 
     def frame(self) -> bytes:
@@ -199,6 +203,7 @@ class Hub:
         with self._lock:
             self._subscribers.add(sub)
         self.add_channels(sub, channels)
+        metrics.OPEN_STREAMS.inc()
         if self.presence is not None and sub.viewer_id is not None:
             self.presence.opened(sub.viewer_id)
 
@@ -246,6 +251,7 @@ class Hub:
             if sub not in self._subscribers:
                 return
             self._subscribers.discard(sub)
+        metrics.OPEN_STREAMS.dec()
         if self.presence is not None and sub.viewer_id is not None:
             self.presence.closed(sub.viewer_id)
 
@@ -295,7 +301,8 @@ class Hub:
                 return
             seq = header.get("seq")
             event = LiveEvent(
-                channel, header.get("cid"), seq, type_, encode_body(type_, data.decode())
+                channel, header.get("cid"), seq, type_, encode_body(type_, data.decode()),
+                header.get("ts"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("hub: dropped a malformed payload on %s: %s", broker_channel, exc)
@@ -308,6 +315,7 @@ class Hub:
         for sub in list(subs):
             if not sub.push(event):
                 self.slow_clients_dropped += 1
+                metrics.SLOW_CLIENTS_DROPPED.inc()
                 log.info("hub: dropped a slow stream on %s", channel)
 
     def _on_control(self, control: Control) -> None:
@@ -356,6 +364,7 @@ class Hub:
                     log.info("hub: dropping a stream whose write is stuck")
                     sub.abort("write_timeout")
                     self.slow_clients_dropped += 1
+                    metrics.SLOW_CLIENTS_DROPPED.inc()
             elif now - sub.last_write >= self.heartbeat:
                 sub.wakeup.set()
         if self._check_access is not None and now - self._last_access_check >= \

@@ -22,7 +22,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import accounts, timeline
+from . import accounts, metrics, timeline
 from .accounts import Principal
 from .broker import Broker
 from .cursor import CursorError, decode_positions, decode_seq
@@ -392,6 +392,7 @@ class ChatService:
                 # A concurrent request with the same client_msg_id won; return its message.
                 if attempt or client_msg_id is None:
                     raise
+        metrics.MESSAGES_STORED.inc()
         self._publish(stored)
         for note in notes:
             self._publish(note)
@@ -617,6 +618,7 @@ class ChatService:
             except IntegrityError:
                 if attempt or client_key is None:
                     raise
+        metrics.MESSAGES_STORED.inc()
         self._publish(stored)
         return stored.to_dict(), True
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from . import timeline
+from . import metrics, timeline
 from .auth import require_principal
 from .cursor import Positions, encode_seq
 from .extension import chat_extension
@@ -173,12 +173,16 @@ class Stream:
     def _advance(self, cid: int, event: LiveEvent) -> bytes:
         """Move the channel's position to this live event and frame it."""
         self.positions[cid] = event.seq  # type: ignore[assignment]
+        metrics.EVENTS_DELIVERED.inc()
+        if event.stored_at is not None and event.type == "message":
+            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - event.stored_at))
         if self.single:
             return event.frame()
         return event.body + encode_id(self.positions.encode()) + b"\n"
 
     def _live(self, event: LiveEvent) -> Iterable[bytes]:
         if event.seq is None:  # ephemeral: no position, no id
+            metrics.EVENTS_DELIVERED.inc()
             yield event.body + b"\n"
             return
         cid = event.channel_id
@@ -216,6 +220,8 @@ class Stream:
                 self.positions[event.channel_id] = event.seq
                 out.append(encode_body(event.type, event.data) + encode_id(self.cursor())
                            + b"\n")
+            metrics.EVENTS_DELIVERED.inc(len(out))
+            metrics.EVENTS_REPLAYED.inc(len(out))
             yield b"".join(out)
         for cid in channel_ids:
             if cid in self.positions:
