@@ -356,6 +356,7 @@ class Hub:
         channels whose store moved past what the broker delivered (a publish lost to a
         broker outage or a crashed worker); end streams that lost their access."""
         now = time.monotonic()
+        metrics.TALLY.flush()
         if self.presence is not None:
             self.presence.tick()
         for sub in list(self._subscribers):

@@ -461,8 +461,10 @@ LIMIT = query_int("limit", 1, "How many, 1–200 (above 200 is refused, not clam
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key", "in": "header", "required": False,
     "description": "Used as `client_msg_id` when the body has none (an empty key means "
-                   "none); ≤ 64 characters after trimming.",
-    "schema": {"type": "string", "maxLength": 64},
+                   "none); then it must be ≤ 64 characters after trimming "
+                   "(`400 invalid_field`, field `Idempotency-Key`). Ignored when the body "
+                   "has a `client_msg_id`.",
+    "schema": {"type": "string"},
 }
 LAST_EVENT_ID = {
     "name": "Last-Event-ID", "in": "header", "required": False,
@@ -633,7 +635,7 @@ def _paths(max_bytes: int) -> dict[str, dict[str, Schema]]:
     paths: dict[str, dict[str, Schema]] = {
         "/api/users": {"post": op(
             "registerUser", "Identity", "Register",
-            "No authentication; when open registration is on. Does not log in.",
+            "When open registration is on (`CHAT_OPEN_REGISTRATION`). Does not log in.",
             merge(ok("The new user.", ref("User"), 201), errors(
                 (403, "registration_closed", ERROR_CODES["registration_closed"]
                  + " Checked first."),

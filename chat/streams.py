@@ -173,16 +173,17 @@ class Stream:
     def _advance(self, cid: int, event: LiveEvent) -> bytes:
         """Move the channel's position to this live event and frame it."""
         self.positions[cid] = event.seq  # type: ignore[assignment]
-        metrics.EVENTS_DELIVERED.inc()
+        tally = metrics.TALLY
+        tally.delivered += 1
         if event.stored_at is not None and event.type == "message":
-            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - event.stored_at))
+            tally.lag(max(0.0, time.time() - event.stored_at))
         if self.single:
             return event.frame()
         return event.body + encode_id(self.positions.encode()) + b"\n"
 
     def _live(self, event: LiveEvent) -> Iterable[bytes]:
         if event.seq is None:  # ephemeral: no position, no id
-            metrics.EVENTS_DELIVERED.inc()
+            metrics.TALLY.delivered += 1
             yield event.body + b"\n"
             return
         cid = event.channel_id
@@ -220,8 +221,8 @@ class Stream:
                 self.positions[event.channel_id] = event.seq
                 out.append(encode_body(event.type, event.data) + encode_id(self.cursor())
                            + b"\n")
-            metrics.EVENTS_DELIVERED.inc(len(out))
-            metrics.EVENTS_REPLAYED.inc(len(out))
+            metrics.TALLY.delivered += len(out)
+            metrics.TALLY.replayed += len(out)
             yield b"".join(out)
         for cid in channel_ids:
             if cid in self.positions:

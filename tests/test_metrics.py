@@ -39,3 +39,27 @@ def test_metrics_move(client, make_user):
     assert sample(client, "chat_open_streams") == before["chat_open_streams"]
     for name in ("chat_broker_reconnects_total", "chat_slow_clients_dropped_total"):
         sample(client, name)
+
+
+def test_tally_flush_matches_observing_one_by_one():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from chat import metrics
+
+    values = [0.0004, 0.001, 0.003, 0.04, 0.2, 7.0, 30.0]
+    registry = CollectorRegistry()
+    reference = Histogram("reference", "x", buckets=metrics.LAG_BUCKETS, registry=registry)
+    for value in values:
+        reference.observe(value)
+
+    def buckets(samples, name):
+        return {s.labels["le"]: s.value for s in samples if s.name == f"{name}_bucket"}
+
+    before = buckets(metrics.DELIVERY_LAG.collect()[0].samples, "chat_delivery_lag_seconds")
+    tally = metrics.FrameTally()
+    for value in values:
+        tally.lag(value)
+    tally.flush()
+    after = buckets(metrics.DELIVERY_LAG.collect()[0].samples, "chat_delivery_lag_seconds")
+    expected = buckets(reference.collect()[0].samples, "reference")
+    assert {le: after[le] - before[le] for le in after} == expected
