@@ -66,7 +66,10 @@ def _link(url: str | None) -> str | None:
     """A notification's link: http(s) or a path on this site, never javascript: and co."""
     if url is None:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # for example an unmatched "[" in the host
+        raise ApiError(400, "invalid_field", "'url' is not a valid URL.", "url") from None
     if parts.scheme in ("http", "https") and parts.netloc:
         return url
     if not parts.scheme and not parts.netloc and url.startswith("/") and \

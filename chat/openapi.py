@@ -74,6 +74,11 @@ ERROR_CODES: dict[str, str] = {
     "too_large": "The request body is over the size limit.",
     "unsupported_media_type": "The body's content type is not accepted here.",
     "too_many_requests": "Too many typing updates; see `Retry-After`.",
+    "webhook_not_found": "No such webhook (in this room), or it was deleted.",
+    "signature_required": "A signed webhook, and no `X-Chat-Signature`.",
+    "bad_signature": "`X-Chat-Signature` is malformed or does not match the body.",
+    "signature_expired": "The signature's `t` is more than 300 seconds off the server's "
+                         "clock.",
     "internal_error": "A fault on the server.",
 }
 
@@ -87,6 +92,7 @@ STATUS_TEXT = {
     415: "Unsupported media type.",
     429: "Too many requests.",
     500: "Server fault.",
+    503: "Not ready.",
 }
 
 
@@ -180,7 +186,7 @@ def event_schema(type_: str, description: str, extra: dict[str, Schema],
     return obj(props, [*_EVENT_REQUIRED, *required], description)
 
 
-def _schemas(max_message_bytes: int) -> dict[str, Schema]:
+def _schemas() -> dict[str, Schema]:
     room_state = {
         "last_seq": {**INT, "description": "The room's newest seq (0 when empty)."},
         "unread": {**INT, "description": "Messages from others after `read_seq`, not "
@@ -253,12 +259,19 @@ def _schemas(max_message_bytes: int) -> dict[str, Schema]:
         }, description="The notifications read marker after `POST /api/notifications/read`."),
         "MessageEvent": event_schema(
             "message", "A message. `edited_at` once edited; once deleted `text` is `null`, "
-            "`deleted` is `true` and there is no `edited_at`.",
-            {"edited_at": TIME, "deleted": {"type": "boolean", "const": True}},
+            "`deleted` is `true` and there is no `edited_at`. A webhook's message has "
+            "`bot: true` and `webhook` (the webhook's name).",
+            {"edited_at": TIME, "deleted": {"type": "boolean", "const": True},
+             "bot": {"type": "boolean", "const": True,
+                     "description": "Posted through an incoming webhook."},
+             "webhook": {"type": "string", "description": "The webhook's name."}},
             text={"type": ["string", "null"]},
-            client_msg_id={"type": ["string", "null"], "maxLength": 64},
+            client_msg_id={"type": ["string", "null"],
+                           "description": "The sender's idempotency key, else `null`."},
             room={"type": "string", "pattern": ROOM_PATTERN},
-            sender={**USERNAME, "type": "string"},
+            sender={"type": "string", "description": "The author's username; for a "
+                    "webhook's message the payload's `username` or else the webhook's "
+                    "name."},
         ),
         "MemberJoinedEvent": event_schema(
             "member.joined", "A user joined, or was added (`by`).",
@@ -337,6 +350,31 @@ def _schemas(max_message_bytes: int) -> dict[str, Schema]:
         "unread": {**INT, "description": "Notifications after the marker (all, not only "
                                          "this page)."},
     })
+    webhook = {
+        "id": {"type": "integer", "minimum": 1},
+        "room": {"type": "string", "pattern": ROOM_PATTERN},
+        "name": {"type": "string"},
+        "signed": {"type": "boolean", "description": "Deliveries need `X-Chat-Signature`."},
+        "created_at": TIME,
+    }
+    schemas["Webhook"] = obj(webhook, description="An incoming webhook, without its "
+                                                  "secrets.")
+    schemas["NewWebhook"] = obj({
+        **webhook,
+        "url": {"type": "string", "pattern": r"^/hooks/wh_[0-9a-f]{16}_[A-Za-z0-9_-]+$",
+                "description": "The secret URL that posts (a path on this service); shown "
+                               "only in this response."},
+        "signing_secret": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                           "description": "Signed webhooks only: the HMAC key, shown only "
+                                          "in this response."},
+    }, [*webhook, "url"], "A new webhook, with its URL (and signing secret) shown once.")
+    checks = {"type": "string", "enum": ["ok", "unavailable"]}
+    schemas["Readiness"] = obj({
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "checks": obj({"database": checks, "broker": checks,
+                       "worker": {"type": "string", "const": "shutting down"}},
+                      ["database", "broker"]),
+    }, description="What `/readyz` checked.")
     # What the streams carry in `data:` (described, not validated: see the stream paths).
     ready_room = obj({"room": {"type": "string", "pattern": ROOM_PATTERN},
                       "kind": {"type": "string", "enum": ["room", "dm"]},
@@ -452,8 +490,9 @@ def query_int(name: str, minimum: int, description: str, maximum: int = MAX_QUER
     schema: Schema = {"type": "integer", "minimum": minimum, "maximum": maximum}
     if default is not None:
         schema["default"] = default
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description + " Empty means absent."}
+    # An empty value (`?limit=`) counts as absent.
+    return {"name": name, "in": "query", "required": False, "allowEmptyValue": True,
+            "schema": schema, "description": description + " Empty means absent."}
 
 
 LIMIT = query_int("limit", 1, "How many, 1–200 (above 200 is refused, not clamped).",
@@ -550,6 +589,8 @@ SESSION_COOKIE_HEADER = {"Set-Cookie": {
     "description": "`chat_session=<token>; HttpOnly; SameSite=Lax; Path=/; Max-Age=...` "
                    "(and `Secure` with `CHAT_SECURE_COOKIES`).",
     "required": True, "schema": {"type": "string"}}}
+NO_STORE = {"Cache-Control": {"required": True,
+                             "schema": {"type": "string", "const": "no-store"}}}
 STREAM_HEADERS = {
     "Cache-Control": {"required": True, "schema": {"type": "string", "const": "no-cache"}},
     "X-Accel-Buffering": {"required": True, "schema": {"type": "string", "const": "no"}},
@@ -631,6 +672,30 @@ def _paths(max_bytes: int) -> dict[str, dict[str, Schema]]:
                             "enum": ["info", "success", "warning", "error", ""]}
     notifications_read_desc = "A whole number, at most the last seq of the caller's " \
                               "personal timeline (larger: `400 invalid_field`)."
+    webhook_json = obj({
+        "name": text_field(80, "1–80 characters: the webhook's name, shown on its messages.",
+                           min_length=1, pattern=NOT_BLANK),
+        "signed": json_boolean("Deliveries must be signed (`X-Chat-Signature`).", False),
+    }, ["name"], closed=False)
+    webhook_form = obj({"name": webhook_json["properties"]["name"],
+                        "signed": form_boolean("Deliveries must be signed.", False)},
+                       ["name"], closed=False)
+    hook_username = text_field(80, "The name the message shows (≤ 80 after trimming); "
+                                   "default: the webhook's name.", optional=True)
+    hook_json = obj({"text": message_text(max_bytes), "username": hook_username}, ["text"],
+                    closed=False)
+    hook_form = {
+        **obj({"text": message_text(max_bytes),
+               "username": {**hook_username, "type": "string"},
+               "payload": {"type": "string", "contentMediaType": "application/json",
+                           "description": "The JSON body (`{text, username?}`) as one "
+                                          "form field, as Slack clients send it; wins over "
+                                          "the other fields."}}, [], closed=False),
+        "anyOf": [{"required": ["payload"]}, {"required": ["text"]}],
+    }
+    hook_request = body(hook_json, hook_form, example={"text": "build 42 passed",
+                                                       "username": "ci"})
+    room_webhooks = "Members only: any member may create, list or delete the room's webhooks."
 
     paths: dict[str, dict[str, Schema]] = {
         "/api/users": {"post": op(
@@ -645,7 +710,7 @@ def _paths(max_bytes: int) -> dict[str, dict[str, Schema]]:
         "/api/session": {
             "post": op(
                 "logIn", "Identity", "Log in (browser session)",
-                "No authentication. Each log in opens a new session; its token is the "
+                "Each log in opens a new session; its token is the "
                 "`chat_session` cookie (it also works as a bearer token).",
                 merge(ok("The user, with the session cookie.", ref("User"),
                          headers=SESSION_COOKIE_HEADER), errors(
@@ -879,6 +944,93 @@ def _paths(max_bytes: int) -> dict[str, dict[str, Schema]]:
             request=body(obj({"seq": json_seq(notifications_read_desc)}, closed=False),
                          obj({"seq": form_seq(notifications_read_desc)}, closed=False),
                          example={"seq": 1}))},
+        "/api/rooms/{room}/webhooks": {
+            "post": op(
+                "createWebhook", "Webhooks", "Create an incoming webhook",
+                room_webhooks + " The URL's secret is stored hashed; the URL and the "
+                "signing secret are shown only in this response.",
+                merge(ok("The webhook, with its URL.", ref("NewWebhook"), 201),
+                      errors(*AUTH, *CSRF, *BODY, *BAD_ROOM, *ROOM_ACCESS,
+                             (400, "missing_field"), (400, "invalid_field"), *SERVER)),
+                params=[ROOM_PARAM],
+                request=body(webhook_json, webhook_form,
+                             example={"name": "ci", "signed": False})),
+            "get": op(
+                "listWebhooks", "Webhooks", "The room's webhooks",
+                room_webhooks + " Never their secrets.",
+                merge(ok("The webhooks.", obj({"webhooks": {"type": "array",
+                                                            "items": ref("Webhook")}})),
+                      errors(*AUTH, *BAD_ROOM, *ROOM_ACCESS, *SERVER)),
+                params=[ROOM_PARAM]),
+        },
+        "/api/rooms/{room}/webhooks/{webhook_id}": {"delete": op(
+            "deleteWebhook", "Webhooks", "Delete a webhook",
+            room_webhooks + " Its URL stops working at once.",
+            merge(ok("Deleted; empty body.", status=204),
+                  errors(*AUTH, *CSRF, *BAD_ROOM, *ROOM_ACCESS, (404, "webhook_not_found"),
+                         *SERVER)),
+            params=[ROOM_PARAM, path_param(
+                "webhook_id", {"type": "integer", "minimum": 0, "maximum": MAX_PATH_INT},
+                "The webhook's `id`. Not a number: `404 not_found`.", 1)])},
+        "/hooks/{token}": {"post": op(
+            "deliverWebhook", "Webhooks", "Post through a webhook",
+            "The secret URL (from `POST /api/rooms/{room}/webhooks`) is the credential. "
+            "Stores a message in the webhook's room, as a bot (`bot: true`, `webhook`, and "
+            "`sender`: `username` or the webhook's name), and streams it like any message. "
+            "A Slack-style body: JSON `{text, username?}`, or a form with a field `payload` "
+            "holding that JSON, or plain form fields `text` and `username`.",
+            merge(ok("The new message.", ref("MessageEvent"), 201),
+                  ok("The original message for this `Idempotency-Key` on this webhook; "
+                     "nothing stored or sent.", ref("MessageEvent")),
+                  errors((404, "webhook_not_found"),
+                         (404, "not_found", "The path does not match a route."),
+                         (401, "signature_required"), (401, "bad_signature"),
+                         (401, "signature_expired"), *BODY,
+                         (400, "invalid_json", "The body, or the form field `payload` "
+                                               "(`field`: `payload`), is not a JSON "
+                                               "object."),
+                         (400, "missing_field"),
+                         (400, "invalid_field", "`text`, `username` or "
+                                                "`Idempotency-Key`."),
+                         (413, "message_too_large"), *SERVER)),
+            params=[
+                path_param("token", {"type": "string", "minLength": 1},
+                           "The secret part of the webhook's URL, `wh_<keyid>_<secret>`.",
+                           "wh_5f1c0e9a2b3d4c6e_Qm9vLXNlY3JldC1leGFtcGxl"),
+                {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "description": "≤ 40 characters: the same key on the same webhook again "
+                                "answers 200 with the original message.",
+                 "schema": {"type": "string", "maxLength": 40}},
+                {"name": "X-Chat-Signature", "in": "header", "required": False,
+                 "description": "Required by signed webhooks: `t=<unix time>,v1=<hex "
+                                "HMAC-SHA256 of \"<t>.<raw body>\" keyed with the signing "
+                                "secret>`; several `v1=` may be given; `t` at most 300 "
+                                "seconds off.",
+                 "schema": {"type": "string"}},
+            ],
+            request=hook_request, security=PUBLIC)},
+        "/healthz": {"get": op(
+            "healthz", "Operations", "Liveness", "The process answers.",
+            merge(ok("Alive.", obj({"status": {"type": "string", "const": "ok"}})),
+                  errors(*SERVER)),
+            security=PUBLIC)},
+        "/readyz": {"get": op(
+            "readyz", "Operations", "Readiness",
+            "The database and the broker answer, and the worker is not shutting down.",
+            merge(ok("Ready.", ref("Readiness"), headers=NO_STORE),
+                  {"503": {"description": "Not ready: a check failed (`unavailable`), or "
+                                          "the worker is stopping (`worker`).",
+                           "headers": NO_STORE,
+                           "content": {"application/json": {"schema": ref("Readiness")}}}},
+                  errors(*SERVER)),
+            security=PUBLIC)},
+        "/metrics": {"get": op(
+            "metrics", "Operations", "Prometheus metrics",
+            "The Prometheus text format, summed over every gunicorn worker. It shows no "
+            "names: keep it off the public internet at the proxy if counts are private.",
+            merge(ok("The metrics.", {"type": "string"}, media_type="text/plain"),
+                  errors(*SERVER)),
+            security=PUBLIC)},
         "/api/stream": {"get": op(
             "streamMine", "Streams", "The caller's stream",
             "The personal timeline (notifications, `read`) plus every room and DM room "
@@ -968,14 +1120,18 @@ def build_document(max_message_bytes: int = 16384) -> dict[str, Any]:
             {"name": "Messages", "description": "Sending, history, edits and deletes."},
             {"name": "Direct messages and notifications",
              "description": "What is sent to a person."},
+            {"name": "Webhooks", "description": "Incoming webhooks: a secret URL that "
+                                                "posts into one room as a bot."},
             {"name": "Streams", "description": "Server-Sent Events "
                                                "(`text/event-stream`)."},
+            {"name": "Operations", "description": "Health checks and metrics for load "
+                                                  "balancers and monitoring."},
             {"name": "Documentation", "description": "This document and its page."},
         ],
         "security": [{"bearerAuth": []}, {"sessionCookie": []}],
         "paths": _paths(max_message_bytes),
         "components": {
-            "schemas": _schemas(max_message_bytes),
+            "schemas": _schemas(),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http", "scheme": "bearer", "bearerFormat": "chat token",
@@ -998,20 +1154,19 @@ def build_document(max_message_bytes: int = 16384) -> dict[str, Any]:
     }
 
 
-def api_document() -> dict[str, Any]:
-    return build_document(int(current_app.config.get("CHAT_MAX_MESSAGE_BYTES", 16384)))
+def _message_limit() -> int:
+    """The document depends on the configuration only through the message size limit."""
+    return int(current_app.config.get("CHAT_MAX_MESSAGE_BYTES", 16384))
 
 
 @lru_cache(maxsize=8)
 def _document_bytes(max_message_bytes: int) -> bytes:
-    return json.dumps(build_document(max_message_bytes), ensure_ascii=False,
-                      indent=1).encode()
+    return json.dumps(build_document(max_message_bytes), ensure_ascii=False).encode()
 
 
 @bp.get(DOCUMENT_PATH)
 def openapi_document() -> Response:
-    limit = int(current_app.config.get("CHAT_MAX_MESSAGE_BYTES", 16384))
-    response = Response(_document_bytes(limit), mimetype="application/json")
+    response = Response(_document_bytes(_message_limit()), mimetype="application/json")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -1205,7 +1360,9 @@ def render_page(document: dict[str, Any], nonce: str) -> str:
             tag = (operation.get("tags") or ["Other"])[0]
             by_tag.setdefault(tag, []).append((path, method, operation))
     tag_text = {t["name"]: t.get("description", "") for t in document.get("tags", [])}
-    for tag, operations in by_tag.items():
+    order = list(tag_text)
+    for tag, operations in sorted(by_tag.items(), key=lambda item: order.index(item[0])
+                                  if item[0] in order else len(order)):
         toc.append(Markup('<li><a href="#{}">{}</a><ul>{}</ul></li>').format(
             _anchor("tag", tag), tag, Markup("").join(
                 Markup('<li><a href="#{}"><code>{} {}</code></a></li>').format(
@@ -1257,7 +1414,7 @@ def _page_parts(max_message_bytes: int) -> tuple[str, str]:
 @bp.get(DOCS_PATH)
 def api_docs() -> Response:
     nonce = secrets.token_urlsafe(16)
-    before, after = _page_parts(int(current_app.config.get("CHAT_MAX_MESSAGE_BYTES", 16384)))
+    before, after = _page_parts(_message_limit())
     response = Response(f'{before}nonce="{nonce}"{after}', mimetype="text/html")
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; "

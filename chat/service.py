@@ -38,6 +38,8 @@ from .validation import dm_room
 log = logging.getLogger(__name__)
 
 HISTORY_MAX = 200
+# Ids and seqs in URLs are unbounded integers; the database's are 64-bit.
+MAX_ID = 2**63 - 1
 TYPING_SECONDS = 6
 SIGNATURE_TOLERANCE = 300
 ROOM_KINDS = ("room", "dm")
@@ -160,7 +162,7 @@ class ChatService:
                           kind: str = "api") -> None:
         """Delete a credential; streams opened with it end at once, on every worker."""
         with self.store.write() as s:
-            cred = s.get(Credential, credential_id)
+            cred = s.get(Credential, credential_id) if credential_id <= MAX_ID else None
             if cred is None or cred.kind != kind or (
                 cred.user_id != principal.user_id and not principal.is_admin
             ):
@@ -501,8 +503,9 @@ class ChatService:
     def _own_message(self, s: Session, principal: Principal, room: str,
                      seq: int) -> tuple[Channel, Event]:
         channel, _ = self._room(s, principal, room)
-        message = s.scalar(select(Event).where(Event.channel_id == channel.id,
-                                               Event.seq == seq, Event.type == "message"))
+        message = None if seq > MAX_ID else s.scalar(
+            select(Event).where(Event.channel_id == channel.id, Event.seq == seq,
+                                Event.type == "message"))
         if message is None or (message.data and json.loads(message.data).get("deleted")):
             raise ApiError(404, "message_not_found", f"No message {seq} in '{room}'.")
         if message.sender_id != principal.user_id:
@@ -547,7 +550,7 @@ class ChatService:
     def delete_webhook(self, principal: Principal, room: str, webhook_id: int) -> None:
         with self.store.write() as s:
             channel, _ = self._room(s, principal, room)
-            hook = s.get(Webhook, webhook_id)
+            hook = s.get(Webhook, webhook_id) if webhook_id <= MAX_ID else None
             if hook is None or hook.channel_id != channel.id:
                 raise ApiError(404, "webhook_not_found", "No such webhook in this room.")
             s.delete(hook)

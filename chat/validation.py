@@ -16,7 +16,10 @@ def read_body(form_ok: bool = False, empty_ok: bool = False) -> dict[str, Any]:
     """The request body as a dict: JSON, or (where allowed) an HTML form."""
     mimetype = request.mimetype
     if mimetype == "application/json" or mimetype.endswith("+json"):
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested past Python's limit: not a body we accept
+            data = None
         if data is None:
             raise ApiError(400, "invalid_json", "The body is not valid JSON.")
         if not isinstance(data, dict):
@@ -51,6 +54,10 @@ def string(
         value = value.strip()
     if "\0" in value:
         raise ApiError(400, "invalid_field", f"'{field}' must not contain NUL.", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, sent as a JSON escape such as \ud800
+        raise ApiError(400, "invalid_field", f"'{field}' is not valid Unicode.", field) from None
     if len(value) < min_length:
         need = "must not be empty" if min_length == 1 else \
             f"needs at least {min_length} characters"

@@ -224,3 +224,15 @@ def test_empty_client_msg_id_falls_back_to_the_idempotency_key(make_user):
     statuses = [alice.post("/api/rooms/general/messages", json={"text": "x", "client_msg_id": ""},
                            headers={"Idempotency-Key": "k"}).status_code for _ in range(2)]
     assert statuses == [201, 200]
+
+
+def test_lone_surrogates_and_deep_nesting_are_400_not_500(client, make_user):
+    alice = make_user("alice")
+    for path, raw in [("/api/rooms", '{"name": "ok", "title": "\\ud800"}'),
+                      ("/api/users", '{"username": "bob", "password": "\\udfff-password"}'),
+                      ("/api/tokens", '{"name": "\\ud800"}')]:
+        r = alice.client.post(path, data=raw, content_type="application/json",
+                              headers=alice.headers)
+        assert r.status_code == 400, (path, r.get_json())
+    r = client.post("/api/users", data="[" * 100_000, content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "invalid_json"
