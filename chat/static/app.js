@@ -51,6 +51,16 @@
 
   const roomPath = (room) => `/api/rooms/${encodeURIComponent(room)}`;
 
+  function actionButton(label, testid, onClick) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    if (testid) button.dataset.testid = testid;
+    button.textContent = label;
+    button.addEventListener("click", onClick);
+    return button;
+  }
+
   // -- sign in ---------------------------------------------------------------------------
 
   async function boot() {
@@ -157,12 +167,7 @@
       if (room.member || room.kind !== "room") continue;
       const li = document.createElement("li");
       li.dataset.room = room.name;
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "secondary";
-      button.textContent = `Join # ${room.name}`;
-      button.addEventListener("click", () => joinOrCreate(room.name));
-      li.append(button);
+      li.append(actionButton(`Join # ${room.name}`, null, () => joinOrCreate(room.name)));
       list.append(li);
     }
     list.hidden = list.children.length === 0;
@@ -430,19 +435,8 @@
   function ownActions(seq) {
     const actions = document.createElement("div");
     actions.className = "actions";
-    const edit = document.createElement("button");
-    edit.type = "button";
-    edit.className = "secondary";
-    edit.dataset.testid = "edit";
-    edit.textContent = "Edit";
-    edit.addEventListener("click", () => startEdit(seq));
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "secondary";
-    remove.dataset.testid = "delete";
-    remove.textContent = "Delete";
-    remove.addEventListener("click", () => deleteMessage(seq));
-    actions.append(edit, remove);
+    actions.append(actionButton("Edit", "edit", () => startEdit(seq)),
+                   actionButton("Delete", "delete", () => deleteMessage(seq)));
     return actions;
   }
 
@@ -551,13 +545,8 @@
     } catch (error) {
       element.dataset.failed = "true";
       delete element.dataset.pending;
-      const retry = document.createElement("button");
-      retry.type = "button";
-      retry.className = "secondary";
-      retry.dataset.testid = "retry";
-      retry.textContent = "Retry";
+      const retry = actionButton("Retry", "retry", () => send(text, clientId, element));
       retry.title = error.message;
-      retry.addEventListener("click", () => send(text, clientId, element));
       element.append(retry);
     }
   }

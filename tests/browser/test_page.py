@@ -338,6 +338,43 @@ def test_a_stream_refused_during_a_deploy_is_recreated(
     expect(bob.stored_message("sent during the deploy")).to_have_count(1, timeout=T)
 
 
+@pytest.mark.browser
+def test_edit_delete_and_retry_a_failed_send(signin: SignIn) -> None:
+    alice, bob = _pair_in(signin, "general")
+    alice.send("helo")
+    mine = alice.stored_message("helo")
+    expect(mine).to_have_count(1, timeout=T)
+    seq = _seq_of(mine)
+    mine.hover()
+    mine.get_by_test_id("edit").click()
+    alice.composer.fill("hello")
+    alice.composer.press("Enter")
+    for chat in (alice, bob):
+        expect(chat.message_seq(seq).get_by_test_id("message-text")).to_have_text(
+            "hello", timeout=T)
+    alice.message_seq(seq).hover()
+    alice.message_seq(seq).get_by_test_id("delete").click()
+    for chat in (alice, bob):
+        expect(chat.message_seq(seq)).to_have_attribute("data-deleted", "true", timeout=T)
+
+    # The network fails for one send: the message is marked, and Retry delivers it once.
+    def fail(route: Route) -> None:
+        if route.request.method == "POST":
+            route.abort()
+        else:
+            route.continue_()
+
+    alice.page.route("**/api/rooms/general/messages", fail)
+    alice.send("retry me")
+    failed = alice.messages().and_(alice.page.locator('[data-failed="true"]'))
+    expect(failed).to_have_count(1, timeout=T)
+    alice.page.unroute("**/api/rooms/general/messages")
+    failed.get_by_test_id("retry").click()
+    expect(bob.stored_message("retry me")).to_have_count(1, timeout=T)
+    expect(alice.stored_message("retry me")).to_have_count(1, timeout=T)
+    expect(alice.page.locator('[data-failed="true"]')).to_have_count(0, timeout=T)
+
+
 # --------------------------------------------------------------------------- 7
 
 
