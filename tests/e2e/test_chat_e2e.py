@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import requests
 
 from .conftest import Api, RedisServer, Service, ServiceFactory
-from .sse_client import Event, SSEClient, StreamTimeout
+from .sse_client import SSEClient
 
 pytestmark = pytest.mark.e2e
 
@@ -28,11 +27,9 @@ ROOM = "general"
 DM = "alice~bob"
 WAIT = 15.0  # the bound on every wait for a stream event
 
-# Ephemeral events that these tests do not look at and skip wherever they appear.
 # `presence` (a user's streams opening and closing) goes to every room of that user, so it
-# may show up between any two events of the tests below. SSEClient keeps it out of its
-# queue by default; next_ev skips it too, whatever a client's `ignore` says.
-NOISE = frozenset({"presence"})
+# may show up between any two events of the tests below: SSEClient keeps it out of its
+# queue by default.
 
 # The store backstop (a periodic resync from the database) is off: every event must come
 # through the broker's live path, in real time. With it on, an event whose publish was
@@ -67,24 +64,6 @@ def users(svc: Service, *names: str) -> SimpleNamespace:
     for name, token in tokens.items():
         setattr(ns, name, svc.api(token))
     return ns
-
-
-def next_ev(client: SSEClient, timeout: float = WAIT) -> Event:
-    """The next event that is not NOISE, within timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise StreamTimeout(f"no event other than {sorted(NOISE)} within {timeout}s")
-        ev = client.next_event(left)
-        if ev.event not in NOISE:
-            return ev
-
-
-def take_ev(client: SSEClient, n: int, timeout: float = WAIT) -> list[Event]:
-    """Exactly the next n events that are not NOISE, within an overall timeout."""
-    deadline = time.monotonic() + timeout
-    return [next_ev(client, max(0.01, deadline - time.monotonic())) for _ in range(n)]
 
 
 def expect_ready(client: SSEClient) -> dict[str, Any]:
@@ -157,7 +136,7 @@ def test_direct_message_reaches_open_stream_and_stays_private(chat: SimpleNamesp
     assert (message["text"], message["client_msg_id"]) == ("psst", "d1"), message
 
     # The DM room joins bob's open stream: his own join, then the message, nothing else.
-    joined, got = take_ev(bob_stream, 2)
+    joined, got = bob_stream.take(2, WAIT)
     assert joined.event == "member.joined", joined
     assert (joined.json()["user"], joined.json()["by"], joined.json()["room"]) == (
         "bob",
@@ -191,7 +170,7 @@ def test_direct_message_reaches_open_stream_and_stays_private(chat: SimpleNamesp
     # bob answers in the room itself; the next stored event on his stream is that reply
     # (the repeated send above stored and sent nothing).
     reply = bob.post_message(DM, "hi back")
-    ev = next_ev(bob_stream)
+    ev = bob_stream.next_event(WAIT)
     assert ev.event == "message" and ev.json()["seq"] == reply["seq"] == message["seq"] + 1, ev
     texts = [m["text"] for m in alice.history(DM) if m["type"] == "message"]
     assert texts == ["psst", "hi back"]
@@ -211,7 +190,7 @@ def test_read_on_one_device_reaches_every_device(chat: SimpleNamespace) -> None:
 
     sent = alice.post_message(ROOM, "hello bob")
     for device in (phone, laptop):
-        ev = next_ev(device)
+        ev = device.next_event(WAIT)
         assert ev.event == "message" and ev.json()["id"] == sent["id"], ev
     assert rooms_of(bob)[ROOM]["unread"] == 1
 
@@ -221,7 +200,7 @@ def test_read_on_one_device_reaches_every_device(chat: SimpleNamespace) -> None:
 
     reads = []
     for device in (phone, laptop):
-        ev = next_ev(device)
+        ev = device.next_event(WAIT)
         assert ev.event == "read" and ev.id, ev
         data = ev.json()
         assert (data["room"], data["read_seq"], data["unread"]) == (ROOM, sent["seq"], 0), data
@@ -243,18 +222,18 @@ def test_read_on_one_device_reaches_every_device(chat: SimpleNamespace) -> None:
     assert cursor == reads[0].id
     phone.close()
     away = alice.post_message(ROOM, "while the phone was away")
-    ev = next_ev(laptop)
+    ev = laptop.next_event(WAIT)
     assert ev.event == "message" and ev.json()["seq"] == away["seq"], ev
     phone.reconnect()
     assert phone.connections == 2
     resumed = expect_ready(phone)
     assert resumed["cursor"] == cursor, (resumed["cursor"], cursor)
-    ev = next_ev(phone)
+    ev = phone.next_event(WAIT)
     assert ev.event == "message" and ev.json()["seq"] == away["seq"], f"replayed: {ev}"
     assert ev.connection == 1 and ev.id == laptop.last_event_id, (ev, laptop.last_event_id)
     marker = alice.post_message(ROOM, "marker")
     for device in (phone, laptop):
-        ev = next_ev(device)
+        ev = device.next_event(WAIT)
         assert ev.event == "message" and ev.json()["seq"] == marker["seq"], ev
 
 
@@ -292,7 +271,7 @@ def test_concurrent_sends_with_one_client_msg_id_store_one_message(
 
     marker = alice.post_message(ROOM, "after the burst")
     assert marker["seq"] == created["seq"] + 1, "the burst stored more than one event"
-    got = take_ev(room_stream, 2)
+    got = room_stream.take(2, WAIT)
     assert [(e.event, e.id) for e in got] == [
         ("message", str(created["seq"])),
         ("message", str(marker["seq"])),
@@ -316,7 +295,7 @@ def test_typing_is_live_only(chat: SimpleNamespace) -> None:
 
     r = alice.post(f"/api/rooms/{ROOM}/typing", {"typing": True})
     assert r.status_code == 200 and r.json()["sent"] is True, (r.status_code, r.text)
-    ev = next_ev(room_stream)
+    ev = room_stream.next_event(WAIT)
     assert ev.event == "typing", ev
     assert ev.id is None, f"typing is ephemeral and must carry no id: {ev}"
     data = ev.json()
@@ -327,7 +306,7 @@ def test_typing_is_live_only(chat: SimpleNamespace) -> None:
     # Stopping, as a form body.
     r = alice.request("POST", f"/api/rooms/{ROOM}/typing", data={"typing": "false"})
     assert r.status_code == 200 and r.json()["sent"] is True, (r.status_code, r.text)
-    ev = next_ev(room_stream)
+    ev = room_stream.next_event(WAIT)
     assert ev.event == "typing" and ev.id is None and ev.json()["typing"] is False, ev
 
     # Nothing was stored: history and last_seq are unchanged, and the next stored event
@@ -337,7 +316,7 @@ def test_typing_is_live_only(chat: SimpleNamespace) -> None:
     assert rooms_of(alice)[ROOM]["last_seq"] == last_seq
     marker = alice.post_message(ROOM, "marker")
     assert marker["seq"] == last_seq + 1
-    ev = next_ev(room_stream)
+    ev = room_stream.next_event(WAIT)
     assert ev.event == "message" and ev.id == str(marker["seq"]), ev
 
 
@@ -358,7 +337,7 @@ def test_edit_and_delete_reach_the_stream_and_the_history(chat: SimpleNamespace)
     assert (edited["seq"], edited["id"], edited["text"]) == (seq, sent["id"], "hello world")
     assert edited["edited_at"].endswith("Z"), edited
 
-    ev = next_ev(room_stream)
+    ev = room_stream.next_event(WAIT)
     assert ev.event == "message.updated" and ev.id == str(seq + 1), ev
     data = ev.json()
     assert (data["target_seq"], data["text"], data["seq"]) == (seq, "hello world", seq + 1)
@@ -371,7 +350,7 @@ def test_edit_and_delete_reach_the_stream_and_the_history(chat: SimpleNamespace)
 
     r = alice.request("DELETE", f"/api/rooms/{ROOM}/messages/{seq}")
     assert r.status_code == 204 and r.content == b"", (r.status_code, r.text[:500])
-    ev = next_ev(room_stream)
+    ev = room_stream.next_event(WAIT)
     assert ev.event == "message.deleted" and ev.id == str(seq + 2), ev
     data = ev.json()
     assert (data["target_seq"], data["text"], data["seq"]) == (seq, None, seq + 2), data
@@ -390,7 +369,7 @@ def test_edit_and_delete_reach_the_stream_and_the_history(chat: SimpleNamespace)
     # a second delete stored and sent nothing: the next event is the next message
     marker = alice.post_message(ROOM, "marker")
     assert marker["seq"] == seq + 3
-    ev = next_ev(room_stream)
+    ev = room_stream.next_event(WAIT)
     assert ev.event == "message" and ev.id == str(seq + 3), ev
 
 
@@ -421,7 +400,7 @@ def test_notification_from_a_form_post(chat: SimpleNamespace) -> None:
     ), note
     assert (note["sender"], note["channel"], note["url"]) == ("alice", "user:alice", None)
 
-    ev = next_ev(stream)
+    ev = stream.next_event(WAIT)
     assert ev.event == "notification", ev
     assert ev.id, f"a notification is stored and carries an id: {ev}"
     assert ev.json() == note
@@ -468,7 +447,7 @@ def test_dm_and_read_cross_processes_through_redis(pair: SimpleNamespace) -> Non
     message = r.json()
     assert message["room"] == DM
 
-    joined, got = take_ev(bob_on_a, 2)
+    joined, got = bob_on_a.take(2, WAIT)
     assert joined.event == "member.joined" and joined.json()["user"] == "bob", joined
     assert got.event == "message", got
     assert got.json()["id"] == message["id"], (got.json(), message)
@@ -478,7 +457,7 @@ def test_dm_and_read_cross_processes_through_redis(pair: SimpleNamespace) -> Non
     assert r.status_code == 200, (r.status_code, r.text[:500])
     assert (r.json()["read_seq"], r.json()["unread"]) == (message["seq"], 0), r.json()
 
-    ev = next_ev(bob_on_a)
+    ev = bob_on_a.next_event(WAIT)
     assert ev.event == "read" and ev.id, ev
     data = ev.json()
     assert (data["room"], data["read_seq"], data["unread"], data["channel"]) == (
