@@ -99,7 +99,8 @@ def check_password(user: User | None, password: str, hash_method: str) -> bool:
     return off_loop(check_password_hash, user.password_hash, password)
 
 
-def _hash_secret(secret: str) -> str:
+def hash_secret(secret: str) -> str:
+    """The stored form of a random token secret (API tokens, sessions, webhook URLs)."""
     # Secrets are 256 random bits, so a fast hash is enough; what matters is that the
     # database never holds a usable token.
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -116,7 +117,7 @@ def issue_credential(
         kind=kind,
         name=name,
         key_id=key_id,
-        secret_hash=_hash_secret(secret),
+        secret_hash=hash_secret(secret),
         expires_at=utcnow() + lifetime if lifetime else None,
     )
     session.add(cred)
@@ -140,7 +141,7 @@ def resolve_token(session: Session, raw: str) -> Principal | None:
     if row is None:
         return None
     cred, user = row
-    if not hmac.compare_digest(cred.secret_hash, _hash_secret(secret)):
+    if not hmac.compare_digest(cred.secret_hash, hash_secret(secret)):
         return None
     if cred.expires_at is not None and cred.expires_at <= utcnow():
         return None

@@ -530,7 +530,7 @@ class ChatService:
             channel, _ = self._room(s, principal, room)
             key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
             hook = Webhook(channel_id=channel.id, created_by=principal.user_id, name=name,
-                           key_id=key_id, secret_hash=_sha256(secret),
+                           key_id=key_id, secret_hash=accounts.hash_secret(secret),
                            signing_secret=secrets.token_hex(32) if signed else None)
             s.add(hook)
             s.flush()
@@ -566,7 +566,7 @@ class ChatService:
                     .where(Webhook.key_id == parts[1])
                 ).first()
             if row is not None and hmac.compare_digest(row[0].secret_hash,
-                                                       _sha256(parts[2])):
+                                                       accounts.hash_secret(parts[2])):
                 hook, channel_name = row
                 return WebhookInfo(hook.id, hook.channel_id, channel_name, hook.name,
                                    hook.created_by, hook.signing_secret)
@@ -833,10 +833,6 @@ class ChatService:
     def heads(self, channel_ids: list[int]) -> dict[int, int]:
         with self.store.read() as s:
             return timeline.heads(s, channel_ids)
-
-
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _webhook_view(hook: Webhook, room: str) -> dict[str, object]:
