@@ -28,6 +28,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import (
         auth,
         cli,
+        compat,
         direct,
         errors,
         health,
@@ -74,6 +75,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(streams.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(compat.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openapi.bp)

@@ -13,6 +13,12 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in _TRUE
 
 
+def _list(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Comma- or space-separated items (a list given by a test passes as it is)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
 # name -> (default, parser); every key can be set by an environment variable of the same name.
 _SETTINGS: dict[str, tuple[Any, Any]] = {
     "DATABASE_URL": (None, str),
@@ -34,6 +40,12 @@ _SETTINGS: dict[str, tuple[Any, Any]] = {
     "CHAT_SESSION_DAYS": (30, int),
     "CHAT_REDIS_HEALTH_SECONDS": (5.0, float),
     "CHAT_LOG_LEVEL": ("info", str),
+    # flask-sse compatibility (chat/compat.py): glob patterns of the Redis channels that
+    # GET /stream serves to logged-in users, those it serves to anyone, and the origins of
+    # other sites whose pages may read them.
+    "CHAT_SSE_CHANNELS": (["*"], _list),
+    "CHAT_SSE_PUBLIC_CHANNELS": ([], _list),
+    "CHAT_SSE_CORS_ORIGINS": ([], _list),
 }
 
 
@@ -47,6 +59,9 @@ def load_config(
         config[name] = parse(raw) if raw not in (None, "") else default
     if overrides:
         config.update(overrides)
+    for name, (_, parse) in _SETTINGS.items():
+        if parse is _list:
+            config[name] = _list(config[name])
     if not config["DATABASE_URL"]:
         config["DATABASE_URL"] = "sqlite:///" + os.path.join(instance_path, "chat.db")
     if not config["REDIS_URL"] or config["REDIS_URL"].startswith("memory:"):

@@ -1,4 +1,4 @@
-"""One JSON error shape for every failure under /api/ and /hooks/."""
+"""One JSON error shape for every failure under /api/ and /hooks/ (and at /stream)."""
 
 from __future__ import annotations
 
@@ -81,4 +81,4 @@ def init_app(app: Flask) -> None:
 
 def _wants_json() -> bool:
     path = request.path
-    return path.startswith(("/api/", "/hooks/")) or path == "/api"
+    return path.startswith(("/api/", "/hooks/")) or path in ("/api", "/stream")

@@ -21,12 +21,22 @@ from . import metrics
 from .broker import Broker
 from .concurrency import event_type
 from .presence import Presence
-from .sse import encode_body, encode_id
+from .sse import FrameError, encode_body, encode_id, flask_sse_frame
 
 log = logging.getLogger(__name__)
 
 BROKER_PREFIX = "chat:"
 CONTROL_CHANNEL = "_control"
+# The hub's name for a flask-sse channel: "sse:" + the Redis channel that flask-sse
+# publishers use, unprefixed (see chat/compat.py).
+COMPAT_PREFIX = "sse:"
+
+
+def broker_channel(name: str) -> str:
+    """The broker channel carrying a hub channel."""
+    if name.startswith(COMPAT_PREFIX):
+        return name[len(COMPAT_PREFIX):]
+    return BROKER_PREFIX + name
 
 
 def pack(channel: str, channel_id: int | None, seq: int | None, type_: str, data: str) -> bytes:
@@ -196,9 +206,10 @@ class Hub:
     def closing(self) -> bool:
         return self._closing
 
-    def attach(self, sub: Subscriber, channels: dict[str, int]) -> None:
-        """Register a stream for channels ({name: id}); returns once the broker delivers
-        them, so a catch-up from the store after this misses nothing."""
+    def attach(self, sub: Subscriber, channels: dict[str, int | None]) -> None:
+        """Register a stream for channels ({name: id}, no id for a channel that is not
+        stored); returns once the broker delivers them, so a catch-up from the store after
+        this misses nothing."""
         self._start()
         with self._lock:
             self._subscribers.add(sub)
@@ -207,7 +218,7 @@ class Hub:
         if self.presence is not None and sub.viewer_id is not None:
             self.presence.opened(sub.viewer_id)
 
-    def add_channels(self, sub: Subscriber, channels: dict[str, int]) -> None:
+    def add_channels(self, sub: Subscriber, channels: dict[str, int | None]) -> None:
         """Add channels to an attached stream; returns once the broker delivers them."""
         added: list[str] = []
         with self._lock:
@@ -215,9 +226,10 @@ class Hub:
                 if name in sub.channels:
                     continue
                 sub.channels += (name,)
-                self._channel_ids[name] = cid
+                if cid is not None:
+                    self._channel_ids[name] = cid
                 self._by_channel.setdefault(name, set()).add(sub)
-                added.append(BROKER_PREFIX + name)
+                added.append(broker_channel(name))
             # Asked under the lock, so the broker's subscriptions always follow this hub's
             # counts; asked for every channel, not only new ones, so a second stream also
             # waits until the first one's subscription is confirmed.
@@ -240,7 +252,7 @@ class Hub:
                         del self._by_channel[name]
                         self._seen.pop(name, None)
                         self._channel_ids.pop(name, None)
-                        gone.append(BROKER_PREFIX + name)
+                        gone.append(broker_channel(name))
             if gone:
                 self.broker.unsubscribe(gone)
 
@@ -288,8 +300,9 @@ class Hub:
         self.broker.subscribe([BROKER_PREFIX + CONTROL_CHANNEL]).wait(5.0)
         threading.Thread(target=self._sweep_forever, name="hub-sweeper", daemon=True).start()
 
-    def _on_message(self, broker_channel: str, payload: bytes) -> None:
-        if not broker_channel.startswith(BROKER_PREFIX):
+    def _on_message(self, broker_name: str, payload: bytes) -> None:
+        if not broker_name.startswith(BROKER_PREFIX):
+            self._on_compat(COMPAT_PREFIX + broker_name, payload)
             return
         try:
             head, _, data = payload.partition(b"\n")
@@ -305,13 +318,29 @@ class Hub:
                 header.get("ts"),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("hub: dropped a malformed payload on %s: %s", broker_channel, exc)
+            log.warning("hub: dropped a malformed payload on %s: %s", broker_name, exc)
             return
         subs = self._by_channel.get(channel)
         if not subs:
             return
         if seq is not None and seq > self._seen.get(channel, 0):
             self._seen[channel] = seq
+        self._fan_out(channel, subs, event)
+
+    def _on_compat(self, channel: str, payload: bytes) -> None:
+        """A message a flask-sse publisher (or POST /api/channels/.../events) sent."""
+        subs = self._by_channel.get(channel)
+        if not subs:
+            return
+        try:
+            type_, body = flask_sse_frame(payload)
+        except (ValueError, FrameError) as exc:
+            log.warning("hub: dropped a malformed flask-sse message on %s: %s",
+                        channel[len(COMPAT_PREFIX):], exc)
+            return
+        self._fan_out(channel, subs, LiveEvent(channel, None, None, type_ or "message", body))
+
+    def _fan_out(self, channel: str, subs: set[Subscriber], event: LiveEvent) -> None:
         for sub in list(subs):
             if not sub.push(event):
                 self.slow_clients_dropped += 1
