@@ -20,6 +20,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 from markupsafe import Markup, escape
 
+from .compat import CHANNEL_CHAR, MAX_CHANNEL_LENGTH
+
 bp = Blueprint("openapi", __name__)
 
 Schema = dict[str, Any]
@@ -79,6 +81,11 @@ ERROR_CODES: dict[str, str] = {
     "bad_signature": "`X-Chat-Signature` is malformed or does not match the body.",
     "signature_expired": "The signature's `t` is more than 300 seconds off the server's "
                          "clock.",
+    "invalid_channel": "A flask-sse channel name that is empty, over 200 characters, has a "
+                       "control character, or starts with the reserved `chat:` or `__` "
+                       "(`field`: `channel`).",
+    "channel_not_found": "A channel outside `CHAT_SSE_CHANNELS` (`field`: `channel`).",
+    "broker_unavailable": "The broker cannot be reached; nothing was published.",
     "internal_error": "A fault on the server.",
 }
 
@@ -92,7 +99,7 @@ STATUS_TEXT = {
     415: "Unsupported media type.",
     429: "Too many requests.",
     500: "Server fault.",
-    503: "Not ready.",
+    503: "Unavailable.",
 }
 
 
@@ -493,6 +500,16 @@ def query_int(name: str, minimum: int, description: str, maximum: int = MAX_QUER
     # An empty value (`?limit=`) counts as absent.
     return {"name": name, "in": "query", "required": False, "allowEmptyValue": True,
             "schema": schema, "description": description + " Empty means absent."}
+
+
+CHANNEL_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_CHANNEL_LENGTH,
+                  "pattern": f"^{CHANNEL_CHAR}*$", "not": {"pattern": "^(chat:|__)"}}
+
+
+def frame_field(max_length: int, description: str) -> Schema:
+    """An SSE field's text: one line, no NUL."""
+    return {"type": ["string", "null"], "maxLength": max_length,
+            "pattern": r"^[^\r\n\x00]*$", "description": description}
 
 
 LIMIT = query_int("limit", 1, "How many, 1–200 (above 200 is refused, not clamped).",
@@ -1056,6 +1073,73 @@ def _paths(max_bytes: int) -> dict[str, dict[str, Schema]]:
                 *AUTH, *BAD_ROOM, *ROOM_ACCESS, *SERVER)),
             params=[ROOM_PARAM, LAST_EVENT_ID, LAST_EVENT_ID_QUERY],
             security=STREAM_SECURITY)},
+        "/stream": {
+            "get": op(
+                "streamChannel", "flask-sse", "A flask-sse channel's stream",
+                "flask-sse's own URL and query, for its existing EventSource clients: the "
+                "events that `sse.publish(data, type=, id=, retry=, channel=)` of the "
+                "`flask-sse` package sends into the shared Redis, and those of "
+                "`POST /api/channels/{channel}/events`. Live only, as with flask-sse: "
+                "nothing is stored, `Last-Event-ID` is ignored. Logged-in callers may read "
+                "the channels of `CHAT_SSE_CHANNELS` (default: all); those of "
+                "`CHAT_SSE_PUBLIC_CHANNELS` (default: none) need no login, but a "
+                "credential that is sent must be good. Pages of "
+                "`CHAT_SSE_CORS_ORIGINS` may read it from their own site.",
+                merge({"200": {
+                    "description": "The stream. Once subscribed: `: stream open` and "
+                                   "`retry: <CHAT_RETRY_MS>`; then each published event "
+                                   "as flask-sse frames it (`event:` its type, `data:` "
+                                   "the text or the JSON of the data, `id:` and "
+                                   "`retry:` if given), but a type or id that would "
+                                   "break the frame drops that event; a `:` heartbeat "
+                                   "after `CHAT_HEARTBEAT_SECONDS` idle.",
+                    "headers": STREAM_HEADERS,
+                    "content": {"text/event-stream": {"schema": {
+                        "type": "string", "description": "Server-Sent Events."}}}}},
+                    errors(*AUTH, (400, "invalid_channel"), (404, "channel_not_found"),
+                           *SERVER)),
+                params=[{"name": "channel", "in": "query", "required": False,
+                         "description": "The Redis channel flask-sse publishes to; absent "
+                                        "or empty: `sse`, flask-sse's default.",
+                         "schema": CHANNEL_SCHEMA}],
+                security=[*STREAM_SECURITY, {}]),
+        },
+        "/api/channels/{channel}/events": {"post": op(
+            "publishToChannel", "flask-sse", "Publish to a flask-sse channel",
+            "Admins only. Sends the event to the Redis channel exactly as flask-sse's "
+            "`sse.publish()` would (`{data, type?, id?, retry?}` as JSON), so readers of "
+            "`GET /stream?channel=` here and flask-sse's own `/stream` both get it. Live "
+            "only: nothing is stored, and a reader that is not connected misses it.",
+            merge(ok("Sent to whoever reads the channel now.", obj({
+                "channel": {"type": "string"},
+                "message": obj({"data": {}, "type": {"type": "string"},
+                                "id": {"type": "string"},
+                                "retry": {"type": "integer", "minimum": 1}}, ["data"]),
+            }), 202),
+                errors(*AUTH, *CSRF, (403, "forbidden", "The caller is not an admin."),
+                       *BODY, (400, "missing_field"),
+                       (400, "invalid_field", "`type`, `id` or `retry`."),
+                       (400, "invalid_channel"), (404, "channel_not_found"),
+                       (404, "not_found", "The path does not match a route."),
+                       (503, "broker_unavailable"), *SERVER)),
+            params=[path_param("channel", CHANNEL_SCHEMA, "The Redis channel.", "news")],
+            request=body(obj({
+                "data": {"description": "Any JSON value: a string is sent as it is, "
+                                        "anything else as its JSON."},
+                "type": frame_field(100, "The event type (`event:`); empty or null: "
+                                         "none, so readers see a `message`."),
+                "id": frame_field(200, "The event id (`id:`); empty or null: none."),
+                "retry": {"type": ["integer", "null"], "minimum": 1,
+                          "maximum": 86400000,
+                          "description": "The reconnect delay to announce, in ms."},
+            }, ["data"], closed=False), obj({
+                "data": {"type": "string", "description": "The text to send."},
+                "type": {**frame_field(100, "The event type."), "type": "string"},
+                "id": {**frame_field(200, "The event id."), "type": "string"},
+                "retry": {"type": "string", "pattern": r"^([1-9][0-9]{0,7})?$",
+                          "description": "Milliseconds, 1–86400000; empty: none."},
+            }, ["data"], closed=False), example={"data": {"build": 42, "state": "passed"},
+                                                  "type": "build"}))},
         DOCUMENT_PATH: {"get": op(
             "getOpenApiDocument", "Documentation", "This OpenAPI document", "",
             merge(ok("The OpenAPI 3.1 document.", {"type": "object"}), errors(*SERVER)),
@@ -1124,6 +1208,9 @@ def build_document(max_message_bytes: int = 16384) -> dict[str, Any]:
                                                 "posts into one room as a bot."},
             {"name": "Streams", "description": "Server-Sent Events "
                                                "(`text/event-stream`)."},
+            {"name": "flask-sse", "description": "For apps built on the `flask-sse` "
+                                                 "package: its stream URL, and publishing "
+                                                 "to its channels over HTTP."},
             {"name": "Operations", "description": "Health checks and metrics for load "
                                                   "balancers and monitoring."},
             {"name": "Documentation", "description": "This document and its page."},

@@ -231,7 +231,7 @@ class Conformance:
         return body
 
 
-def test_answers_conform_to_the_document(client: Any, make_user: Any,
+def test_answers_conform_to_the_document(client: Any, make_user: Any, runner: Any,
                                          doc: dict[str, Any]) -> None:
     check = Conformance(doc)
     alice, bob = make_user("alice"), make_user("bob")
@@ -415,6 +415,29 @@ def test_answers_conform_to_the_document(client: Any, make_user: Any,
           "webhook_not_found")
     history = check(alice.get("/api/rooms/general/messages"), "get", sent, 200)
     assert any(m.get("bot") for m in history["messages"])
+
+    # flask-sse channels
+    runner.invoke(args=["create-user", "ops", "--admin", "--password", "password123"])
+    ops = {"Authorization": "Bearer " + runner.invoke(args=["create-token", "ops"]).stdout.strip()}
+    channel, events = "/stream", "/api/channels/{channel}/events"
+    check(client.get("/stream"), "get", channel, 401, "not_authenticated")
+    check(alice.get("/stream?channel=chat:x"), "get", channel, 400, "invalid_channel")
+    response = alice.get("/stream?channel=news", buffered=False)
+    check(response, "get", channel, 200)
+    news = ClientStream(response)
+    check(client.post("/api/channels/news/events", headers=ops,
+                      json={"data": {"n": 1}, "type": "n", "id": "1", "retry": 10}),
+          "post", events, 202)
+    check(client.post("/api/channels/news/events", headers=ops, data={"data": "x"}),
+          "post", events, 202)
+    assert [f.event for f in news.take(2)] == ["n", "message"]
+    news.close()
+    check(alice.post("/api/channels/news/events", {"data": 1}), "post", events, 403,
+          "forbidden")
+    check(client.post("/api/channels/news/events", headers=ops, json={}), "post", events, 400,
+          "missing_field")
+    check(client.post("/api/channels/__x/events", headers=ops, json={"data": 1}), "post",
+          events, 400, "invalid_channel")
 
     # Operations
     check(client.get("/healthz"), "get", "/healthz", 200)
