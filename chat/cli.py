@@ -16,6 +16,7 @@ from .accounts import Principal
 from .errors import ApiError
 from .extension import chat_extension
 from .models import Channel
+from .rooms import message_text
 from .validation import NAME_RE, room_ref
 
 
@@ -88,6 +89,9 @@ def _cli_principal(username: str) -> Principal:
 def send(room: str, text: str, username: str) -> None:
     """Send TEXT to ROOM as a user; prints the stored message."""
     try:
+        # The message rules of the API (not blank, at most CHAT_MAX_MESSAGE_BYTES, valid
+        # Unicode) hold for the command line too.
+        text = message_text({"text": text})
         message, _ = chat_extension().service.post_message(
             _cli_principal(username), room_ref(room), text, None)
     except ApiError as exc:
@@ -107,7 +111,10 @@ def tail(stream: str, last_id: int | None, follow: bool, interval: float) -> Non
     """Print STREAM's events as JSON lines as they are stored: a room name, or
     user:NAME for a user's own timeline. Each line's "seq" resumes with --last-event-id."""
     store = chat_extension().store
-    name = stream if stream.startswith("user:") else f"room:{room_ref(stream)}"
+    try:
+        name = stream if stream.startswith("user:") else f"room:{room_ref(stream)}"
+    except ApiError as exc:  # a bad room name: a usage error, not a traceback
+        raise click.ClickException(exc.message) from None
     with store.read() as s:
         channel = s.scalar(select(Channel).where(Channel.name == name))
         if channel is None:
