@@ -597,32 +597,37 @@ class ChatService:
 
     def post_via_webhook(self, hook: WebhookInfo, text: str, username: str | None,
                          key: str | None) -> tuple[dict[str, object], bool]:
-        """A bot message from a webhook; the same Idempotency-Key again stores nothing."""
+        """A bot message from a webhook; the same Idempotency-Key again stores nothing.
+
+        The message has no user behind it (sender_id is NULL): it is unread for every
+        member, the hook's creator too, and no user may edit or delete it."""
         client_key = f"hook{hook.id}:{key}" if key else None
-        for attempt in range(2):
-            try:
-                with self.store.write() as s:
-                    channel = s.get(Channel, hook.channel_id)
-                    creator = s.get(User, hook.created_by) if hook.created_by else None
-                    if channel is None:
-                        raise ApiError(404, "webhook_not_found", "No such webhook.")
-                    if client_key is not None:
-                        original = s.scalar(select(Event).where(
-                            Event.channel_id == channel.id, Event.client_msg_id == client_key))
-                        if original is not None:
-                            return timeline.to_stored(
-                                original, channel.name,
-                                creator.username if creator else None).to_dict(), False
-                    stored = timeline.append(
-                        s, channel, "message", creator, text, client_key,
-                        extra={"sender": username or hook.name, "bot": True,
-                               "webhook": hook.name})
-                break
-            except IntegrityError:
-                if attempt or client_key is None:
-                    raise
+        with self.store.write() as s:
+            # Locking the hook's row makes two deliveries of one hook take turns (the
+            # idempotency index does not cover rows without a sender), and a delivery
+            # that races the hook's deletion either lands first or finds it gone.
+            if s.scalar(select(Webhook.id).where(Webhook.id == hook.id).with_for_update()) \
+                    is None:
+                raise ApiError(404, "webhook_not_found", "No such webhook.")
+            channel = s.get(Channel, hook.channel_id)
+            if channel is None:
+                raise ApiError(404, "webhook_not_found", "No such webhook.")
+            if client_key is not None:
+                original = s.scalar(select(Event).where(
+                    Event.channel_id == channel.id, Event.sender_id.is_(None),
+                    Event.client_msg_id == client_key))
+                if original is not None:
+                    return timeline.to_stored(original, channel.name, None).to_dict(), False
+            sender = username or hook.name
+            stored = timeline.append(
+                s, channel, "message", None, text, client_key,
+                extra={"sender": sender, "bot": True, "webhook": hook.name})
+            notes = _mention(s, channel, channel.name.split(":", 1)[1], None, stored, text,
+                             sender_name=sender)
         metrics.MESSAGES_STORED.inc()
         self._publish(stored)
+        for note in notes:
+            self._publish(note)
         return stored.to_dict(), True
 
     # -- notifications --------------------------------------------------------------------
@@ -922,17 +927,23 @@ MENTION_RE = re.compile(r"(?<![\w@.])@([a-z0-9][a-z0-9_.-]{0,31})")
 MAX_MENTIONS = 20
 
 
-def _mention(s: Session, channel: Channel, room: str, sender: User, message: StoredEvent,
-             text: str) -> list[StoredEvent]:
+def _mention(s: Session, channel: Channel, room: str, sender: User | None,
+             message: StoredEvent, text: str, sender_name: str | None = None
+             ) -> list[StoredEvent]:
     """Record the members a message names with @name, and put a notification into each
-    one's timeline. Returns the notifications, to publish after commit."""
+    one's timeline. Returns the notifications, to publish after commit. A bot message has
+    no sender user, only its shown name."""
     names: set[str] = set()
     for match in MENTION_RE.finditer(text):
         name = match.group(1)
         names.update({name, name.rstrip("._-")})
         if len(names) > 2 * MAX_MENTIONS:
             break
-    names.discard(sender.username)
+    if sender is not None:
+        names.discard(sender.username)
+        sender_name = sender.username
+    else:  # a webhook's message: its shown name is whatever the payload said
+        sender_name = f"{sender_name} (bot)"
     names.discard("")
     if not names:
         return []
@@ -951,7 +962,7 @@ def _mention(s: Session, channel: Channel, room: str, sender: User, message: Sto
             s, _personal_channel(s, username), "notification", sender,
             # No excerpt: the message may be edited or deleted later, and its text must
             # then be gone everywhere. The reference finds it.
-            extra={"kind": "mention", "title": f"{sender.username} mentioned you in {room}",
+            extra={"kind": "mention", "title": f"{sender_name} mentioned you in {room}",
                    "body": None, "level": "info", "url": None,
                    "ref": {"room": room, "seq": message.seq}},
         ))

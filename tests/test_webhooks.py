@@ -113,3 +113,53 @@ def test_signed_webhooks(make_user):
     assert texts == ["signed hello"]
     listed = alice.get("/api/rooms/general/webhooks").get_json()["webhooks"]
     assert "signing_secret" not in listed[0]
+
+
+def test_a_bot_message_belongs_to_no_user(make_user):
+    """Not the hook creator's: unread for them too, editable by no one; its @mentions
+    notify like anyone's, marked as from a bot."""
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.post("/api/rooms", json={"name": "general"})
+    bob.post("/api/rooms/general/join")
+    hook = make_hook(alice)
+    r = alice.client.post(hook["url"], json={"text": "deploy failed, @bob @alice look",
+                                             "username": "alice"})
+    assert r.status_code == 201
+    message = r.get_json()
+    assert message["sender"] == "alice" and message["bot"] is True
+    for user in (alice, bob):
+        room = next(room for room in user.get("/api/rooms").get_json()["rooms"]
+                    if room["name"] == "general")
+        assert (room["unread"], room["mentions"]) == (1, 1), (user.username, room)
+        r = user.client.patch(f"/api/rooms/general/messages/{message['seq']}",
+                              headers=user.headers, json={"text": "mine now"})
+        assert r.status_code == 403 and r.get_json()["error"]["code"] == "not_the_sender"
+        r = user.delete(f"/api/rooms/general/messages/{message['seq']}")
+        assert r.status_code == 403
+        notes = user.get("/api/notifications").get_json()["notifications"]
+        assert [(n["kind"], n["title"], n["ref"]) for n in notes] == [
+            ("mention", "alice (bot) mentioned you in general",
+             {"room": "general", "seq": message["seq"]})]
+    history = alice.get("/api/rooms/general/messages").get_json()["messages"]
+    assert history[-1] == message
+
+
+def test_concurrent_deliveries_with_one_key_store_once(make_user, app):
+    from concurrent.futures import ThreadPoolExecutor
+
+    alice = make_user("alice")
+    alice.post("/api/rooms", json={"name": "general"})
+    hook = make_hook(alice)
+
+    def deliver(_):
+        r = app.test_client().post(hook["url"], json={"text": "once"},
+                                   headers={"Idempotency-Key": "job-9"})
+        return r.status_code, r.get_json()["seq"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(deliver, range(16)))
+    assert sorted(status for status, _ in results) == [200] * 15 + [201]
+    assert len({seq for _, seq in results}) == 1
+    texts = [m["text"] for m in alice.get("/api/rooms/general/messages").get_json()["messages"]
+             if m["type"] == "message"]
+    assert texts == ["once"]
