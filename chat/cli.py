@@ -101,10 +101,10 @@ def send(room: str, text: str, username: str) -> None:
 
 @click.command("tail")
 @click.argument("stream")
-@click.option("--last-event-id", "last_id", type=int, default=None,
+@click.option("--last-event-id", "last_id", type=click.IntRange(min=0), default=None,
               help="Resume after this seq (default: only new events).")
 @click.option("--follow/--no-follow", default=True, help="Keep printing new events.")
-@click.option("--interval", type=float, default=0.5, show_default=True,
+@click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
               help="Seconds between looks at the store.")
 @with_appcontext
 def tail(stream: str, last_id: int | None, follow: bool, interval: float) -> None:

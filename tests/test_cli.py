@@ -32,3 +32,10 @@ def test_send_tail_and_tokens(app, runner, make_user):
     assert r.exit_code == 0, r.output
     assert alice.get("/api/me").status_code == 401
     assert runner.invoke(args=["revoke-token", "999"]).exit_code != 0
+
+
+def test_tail_refuses_a_negative_cursor_or_interval(runner):
+    r = runner.invoke(args=["tail", "general", "--last-event-id", "-1", "--no-follow"])
+    assert r.exit_code == 2 and "-1" in r.output
+    r = runner.invoke(args=["tail", "general", "--interval", "0", "--no-follow"])
+    assert r.exit_code == 2
