@@ -5,6 +5,7 @@ Command-line flags (--bind, --workers, ...) override these.
 
 import os
 import resource
+import shutil
 import tempfile
 
 bind = os.environ.get("CHAT_BIND", "127.0.0.1:8000")
@@ -24,6 +25,10 @@ loglevel = os.environ.get("CHAT_LOG_LEVEL", "info")
 preload_app = False
 # Young-generation collections run every 20,000 net allocations instead of 700.
 GC_THRESHOLDS = (20_000, 20, 20)
+
+
+# The Prometheus sample directory this master made for its workers (removed at exit).
+_metrics_dir = None
 
 
 def on_starting(server):
@@ -48,12 +53,20 @@ def on_starting(server):
             if name.endswith(".db"):
                 os.unlink(os.path.join(directory, name))
     else:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="chat-metrics-")
+        global _metrics_dir
+        _metrics_dir = tempfile.mkdtemp(prefix="chat-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = server.cfg.worker_connections + 256
     if soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def on_exit(server):
+    """Remove the sample directory made in on_starting (one set by the operator stays)."""
+    if _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):
@@ -82,6 +95,10 @@ def post_worker_init(worker):
     def watch():
         while worker.alive:
             gevent.sleep(0.25)
-        worker.wsgi.extensions["chat"].hub.shutdown()
+        # Only this app has a hub (gunicorn also reads this file for any other app run
+        # from the repository's root).
+        chat = getattr(worker.wsgi, "extensions", {}).get("chat")
+        if chat is not None:
+            chat.hub.shutdown()
 
     gevent.spawn(watch)

@@ -1,6 +1,7 @@
 """gunicorn.conf.py refuses setups that would lose messages or freeze workers."""
 
 import importlib.util
+import os
 import pathlib
 from types import SimpleNamespace
 
@@ -10,8 +11,11 @@ CONF = pathlib.Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 
 
 def load_conf(monkeypatch, **env):
-    for key in ("REDIS_URL", "DATABASE_URL"):
-        monkeypatch.delenv(key, raising=False)
+    for key in ("REDIS_URL", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"):
+        # Set, then deleted: monkeypatch records the variable either way, so what
+        # on_starting puts in os.environ is taken away again after the test.
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     spec = importlib.util.spec_from_file_location("gunicorn_conf", CONF)
@@ -40,8 +44,29 @@ def test_several_workers_need_redis_and_a_server_database(monkeypatch, env):
     with pytest.raises(SystemExit):
         conf.on_starting(server(2))
     conf.on_starting(server(1))
+    conf.on_exit(server(1))
 
 
 def test_several_workers_with_redis_and_postgresql_start(monkeypatch):
     conf = load_conf(monkeypatch, REDIS_URL="redis://x", DATABASE_URL="postgresql://db/chat")
     conf.on_starting(server(4))
+    conf.on_exit(server(4))
+
+
+def test_the_metrics_directory_made_at_start_is_removed_at_exit(monkeypatch, tmp_path):
+    conf = load_conf(monkeypatch)
+    conf.on_starting(server(1))
+    made = pathlib.Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert made.is_dir() and made.name.startswith("chat-metrics-")
+    (made / "counter_1.db").write_bytes(b"x")
+    conf.on_exit(server(1))
+    assert not made.exists()
+    # One the operator set is theirs: emptied of old samples at start, kept at exit.
+    own = tmp_path / "metrics"
+    conf = load_conf(monkeypatch, PROMETHEUS_MULTIPROC_DIR=str(own))
+    own.mkdir()
+    (own / "gauge_livesum_9.db").write_bytes(b"x")
+    conf.on_starting(server(1))
+    assert own.is_dir() and not list(own.iterdir())
+    conf.on_exit(server(1))
+    assert own.is_dir()
