@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +29,8 @@ from .auth import current_principal, require_principal
 from .errors import ApiError
 from .extension import chat_extension
 from .hub import BROKER_PREFIX, COMPAT_PREFIX, Hub, LiveEvent, Subscriber
-from .sse import encode_comment, flask_sse_message
+from .sse import flask_sse_message
+from .streams import Pump, event_stream_response
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,7 @@ def stream() -> Response:
     ext = chat_extension()
     compat = CompatStream(channel, principal, ext.hub, config,
                           request.environ.get("gunicorn.socket"))
-    response = Response(compat.frames(), status=200, content_type="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    response.direct_passthrough = True
-    return response
+    return event_stream_response(compat.frames())
 
 
 @bp.after_request
@@ -139,52 +135,31 @@ def _frame_field(body: dict[str, Any], field: str, max_length: int) -> str | Non
     return value
 
 
-class CompatStream:
+class CompatStream(Pump):
     """One flask-sse client: the channel's live events, heartbeats, nothing stored."""
 
-    __slots__ = ("channel", "hub", "heartbeat", "retry_ms", "sub")
+    __slots__ = ("channel",)
 
     def __init__(self, channel: str, principal: Principal | None, hub: Hub, config: Any,
                  sock: Any = None) -> None:
-        self.channel = channel
-        self.hub = hub
-        self.heartbeat = float(config["CHAT_HEARTBEAT_SECONDS"])
-        self.retry_ms = int(config["CHAT_RETRY_MS"])
         # The credential is checked again by the hub's access sweep and ends with a
         # revocation; no viewer, as reading a channel is not being online in the chat.
-        self.sub = Subscriber(max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
-                              credential_key=principal.key_id if principal else None,
-                              user_id=principal.user_id if principal else None, sock=sock)
+        super().__init__(hub, config, Subscriber(
+            max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
+            credential_key=principal.key_id if principal else None,
+            user_id=principal.user_id if principal else None, sock=sock))
+        self.channel = channel
 
-    def frames(self) -> Iterator[bytes]:
-        sub = self.sub
-        opened = time.monotonic()
-        try:
-            # Subscribed (and confirmed by the broker) before the first byte: a client that
-            # has seen the stream open gets everything published after that.
-            self.hub.attach(sub, {COMPAT_PREFIX + self.channel: None})
-            yield encode_comment("stream open") + f"retry: {self.retry_ms}\n\n".encode()
-            sub.last_write = time.monotonic()
-            while not sub.closed and not self.hub.closing:
-                items = sub.take()
-                if sub.closed:
-                    break
-                events = [item for item in items if type(item) is LiveEvent]
-                if events:
-                    chunk = b"".join(event.body + b"\n" for event in events)
-                    metrics.TALLY.delivered += len(events)
-                elif time.monotonic() - sub.last_write >= self.heartbeat:
-                    chunk = b":\n\n"
-                else:
-                    continue
-                sub.write_started = time.monotonic()
-                yield chunk
-                sub.last_write = time.monotonic()
-                sub.write_started = 0.0
-        except Exception:
-            # End the response cleanly; the client reconnects.
-            log.exception("flask-sse stream failed")
-        finally:
-            self.hub.detach(sub)
-            log.info("flask-sse stream of %s ended after %.1fs: %s", self.channel,
-                     time.monotonic() - opened, sub.close_reason or "client gone")
+    def describe(self) -> str:
+        return f"flask-sse stream of {self.channel}"
+
+    def opening(self) -> Iterator[bytes]:
+        # Subscribed (and confirmed by the broker) before the first byte: a client that
+        # has seen the stream open gets everything published after that.
+        self.hub.attach(self.sub, {COMPAT_PREFIX + self.channel: None})
+        yield self.open_comment()
+
+    def render(self, items: list[Any]) -> bytes:
+        events = [item for item in items if type(item) is LiveEvent]
+        metrics.TALLY.delivered += len(events)
+        return b"".join(event.body + b"\n" for event in events)

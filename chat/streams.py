@@ -60,7 +60,12 @@ def _respond(plan: StreamPlan) -> Response:
     ext = chat_extension()
     stream = Stream(plan, ext.hub, ext.store, current_app.config,
                     request.environ.get("gunicorn.socket"))
-    response = Response(stream.frames(), status=200, content_type="text/event-stream")
+    return event_stream_response(stream.frames())
+
+
+def event_stream_response(frames: Iterator[bytes]) -> Response:
+    """The response of a stream: never cached or buffered by a proxy."""
+    response = Response(frames, status=200, content_type="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     # The generator already yields bytes: hand it to the server as it is, without the
@@ -70,55 +75,53 @@ def _respond(plan: StreamPlan) -> Response:
     return response
 
 
-class Stream:
-    """One client's stream: its positions per channel and the frames it is owed."""
+class Pump:
+    """What every stream does: its opening frames, then, each time the hub wakes it, the
+    frames its queued items make, or a heartbeat when one is due. Subclasses say what
+    the opening and the items are."""
 
-    __slots__ = ("plan", "single", "hub", "store", "heartbeat", "retry_ms", "positions",
-                 "names", "sub")
+    __slots__ = ("hub", "heartbeat", "retry_ms", "sub")
 
-    def __init__(self, plan: StreamPlan, hub: Hub, store: Store, config: Any,
-                 sock: Any = None) -> None:
-        self.plan: StreamPlan | None = plan  # needed until the ready event is sent
-        self.single = plan.single
+    def __init__(self, hub: Hub, config: Any, sub: Subscriber) -> None:
         self.hub = hub
-        self.store = store
         self.heartbeat = float(config["CHAT_HEARTBEAT_SECONDS"])
         self.retry_ms = int(config["CHAT_RETRY_MS"])
-        self.positions = Positions(plan.positions)
-        self.names = dict(plan.names)
-        self.sub = Subscriber(max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
-                              credential_key=plan.credential_key, user_id=plan.user_id,
-                              room_id=next(iter(plan.positions)) if plan.single else None,
-                              viewer_id=plan.viewer_id, sock=sock)
+        self.sub = sub
 
-    def cursor(self) -> str:
-        if self.single:
-            return encode_seq(next(iter(self.positions.values())))
-        return self.positions.encode()
+    def opening(self) -> Iterator[bytes]:
+        """The frames before the first wait (done with before the stream idles, so it
+        adds nothing to an idle stream's stack)."""
+        raise NotImplementedError
+
+    def render(self, items: list[Any]) -> bytes:
+        """The frames for what the hub queued (maybe none)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def open_comment(self) -> bytes:
+        """The first write: gunicorn sends the headers with it, not with the first event."""
+        return encode_comment("stream open") + f"retry: {self.retry_ms}\n\n".encode()
 
     def frames(self) -> Iterator[bytes]:
         sub = self.sub
         opened = time.monotonic()
         try:
-            # The first write makes gunicorn send the headers now, not with the first event.
-            yield encode_comment("stream open") + f"retry: {self.retry_ms}\n\n".encode()
-            if self.hub.closing:
-                return
-            yield self._start()
-            for chunk in self._catch_up(list(self.positions)):
+            for chunk in self.opening():
                 sub.write_started = time.monotonic()
                 yield chunk
                 sub.write_started = 0.0
+            # A stream that opened after the worker began to stop was not there to be ended.
+            if self.hub.closing:
+                return
             sub.last_write = time.monotonic()
             while not sub.closed:
                 # No timeout: the hub wakes this stream for events and for heartbeats.
                 items = sub.take()
                 if sub.closed:
                     break
-                if len(items) == 1 and type(items[0]) is LiveEvent:
-                    chunk = self._live_one(items[0])
-                else:
-                    chunk = b"".join(self._handle(items))
+                chunk = self.render(items)
                 if not chunk:
                     if time.monotonic() - sub.last_write < self.heartbeat:
                         continue
@@ -129,12 +132,51 @@ class Stream:
                 sub.last_write = time.monotonic()
                 sub.write_started = 0.0
         except Exception:
-            # End the response cleanly; the client resumes from its last id.
-            log.exception("stream failed")
+            # End the response cleanly; the client reconnects (and resumes, if it can).
+            log.exception("%s failed", self.describe())
         finally:
             self.hub.detach(sub)
-            log.info("stream of user %s ended after %.1fs: %s", sub.viewer_id,
+            log.info("%s ended after %.1fs: %s", self.describe(),
                      time.monotonic() - opened, sub.close_reason or "client gone")
+
+
+class Stream(Pump):
+    """One client's stream: its positions per channel and the frames it is owed."""
+
+    __slots__ = ("plan", "single", "store", "positions", "names")
+
+    def __init__(self, plan: StreamPlan, hub: Hub, store: Store, config: Any,
+                 sock: Any = None) -> None:
+        super().__init__(hub, config, Subscriber(
+            max_queue=int(config["CHAT_CLIENT_QUEUE_SIZE"]),
+            credential_key=plan.credential_key, user_id=plan.user_id,
+            room_id=next(iter(plan.positions)) if plan.single else None,
+            viewer_id=plan.viewer_id, sock=sock))
+        self.plan: StreamPlan | None = plan  # needed until the ready event is sent
+        self.single = plan.single
+        self.store = store
+        self.positions = Positions(plan.positions)
+        self.names = dict(plan.names)
+
+    def cursor(self) -> str:
+        if self.single:
+            return encode_seq(next(iter(self.positions.values())))
+        return self.positions.encode()
+
+    def describe(self) -> str:
+        return f"stream of user {self.sub.viewer_id}"
+
+    def opening(self) -> Iterator[bytes]:
+        yield self.open_comment()
+        if self.hub.closing:
+            return
+        yield self._start()
+        yield from self._catch_up(list(self.positions))
+
+    def render(self, items: list[Any]) -> bytes:
+        if len(items) == 1 and type(items[0]) is LiveEvent:
+            return self._live_one(items[0])
+        return b"".join(self._handle(items))
 
     def _start(self) -> bytes:
         """Subscribe, then the `ready` frame (and `reset` where the cursor was no good);
