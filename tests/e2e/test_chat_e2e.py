@@ -22,7 +22,6 @@ from .sse_client import SSEClient
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "secret-pass-123"
 ROOM = "general"
 DM = "alice~bob"
 WAIT = 15.0  # the bound on every wait for a stream event
@@ -41,25 +40,9 @@ LIVE_ONLY = {"CHAT_RESYNC_SECONDS": "0"}
 # --------------------------------------------------------------------------- helpers
 
 
-def register(svc: Service, name: str) -> str:
-    """A new user through the public API (register, log in, make a token, log out);
-    returns the API token. Much faster than two `flask` CLI runs per user."""
-    anon = svc.api()
-    r = anon.post("/api/users", {"username": name, "password": PASSWORD})
-    assert r.status_code == 201, (r.status_code, r.text[:500])
-    r = anon.post("/api/session", {"username": name, "password": PASSWORD})
-    assert r.status_code == 200, (r.status_code, r.text[:500])
-    r = anon.post("/api/tokens", {"name": "e2e"})
-    assert r.status_code == 201, (r.status_code, r.text[:500])
-    token = r.json()["token"]
-    assert anon.request("DELETE", "/api/session").status_code == 200
-    anon.close()
-    return token
-
-
 def users(svc: Service, *names: str) -> SimpleNamespace:
     """name -> Api bound to that user's token, and tokens[name]."""
-    tokens = {name: register(svc, name) for name in names}
+    tokens = {name: svc.register(name) for name in names}
     ns = SimpleNamespace(tokens=tokens)
     for name, token in tokens.items():
         setattr(ns, name, svc.api(token))
@@ -432,7 +415,7 @@ def pair(redis_server: RedisServer, service_factory: ServiceFactory) -> SimpleNa
         "b", redis=redis_server, env=LIVE_ONLY, args=("--workers", "1"), init_db=False
     )
     assert a.db_path == b.db_path
-    tokens = {name: register(a, name) for name in ("alice", "bob")}
+    tokens = {name: a.register(name) for name in ("alice", "bob")}
     return SimpleNamespace(a=a, b=b, tokens=tokens)
 
 

@@ -27,7 +27,6 @@ from .sse_client import SSEClient
 pytestmark = pytest.mark.e2e
 
 ROOM = "deploys"
-PASSWORD = "secret-pass-123"
 WAIT = 15.0  # the bound on every wait for a stream event
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -38,19 +37,6 @@ LIVE_ONLY = {"CHAT_RESYNC_SECONDS": "0"}
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def register(svc: Service, name: str) -> str:
-    """A user and an API token through the public API (faster than two CLI runs)."""
-    anon = svc.api()
-    r = anon.post("/api/users", {"username": name, "password": PASSWORD})
-    assert r.status_code == 201, (r.status_code, r.text[:500])
-    r = anon.post("/api/session", {"username": name, "password": PASSWORD})
-    assert r.status_code == 200, (r.status_code, r.text[:500])
-    r = anon.post("/api/tokens", {"name": "e2e"})
-    assert r.status_code == 201, (r.status_code, r.text[:500])
-    anon.close()
-    return str(r.json()["token"])
 
 
 def deliver(svc: Service, path: str, body: bytes, content_type: str = JSON,
@@ -138,7 +124,7 @@ def pair(redis_server: RedisServer, service_factory: ServiceFactory) -> SimpleNa
     a = service_factory("a", redis=redis_server, env=LIVE_ONLY, init_db=False)
     b = service_factory("b", redis=redis_server, env=LIVE_ONLY, init_db=False)
     assert a.db_path == b.db_path
-    token = register(a, "alice")
+    token = a.register("alice")
     alice = a.api(token)
     alice.create_room(ROOM)
     stream = a.stream(f"/api/rooms/{ROOM}/stream", token)
